@@ -15,8 +15,13 @@
 //! `crypto`, `keyring` and `engine` do no network or file I/O and know nothing of
 //! HTTP, gRPC or JSON; `tests/layering.rs` keeps it that way.
 
+pub mod api;
+pub mod auth;
+pub mod cli;
 pub mod crypto;
 pub mod engine;
 pub mod keyring;
 pub mod seal;
+pub mod server;
+pub mod service;
 pub mod storage;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `cipherd` binary: everything lives in the library's `cli` module.
+
+fn main() -> anyhow::Result<()> {
+    cipherd::cli::main()
+}

@@ -151,7 +151,7 @@ fn every_signing_type_signs_and_verifies_with_every_option() {
                     name,
                     &SignRequest {
                         input: b"message",
-                        options: options.clone(),
+                        options: options,
                         ..SignRequest::default()
                     },
                 )
@@ -162,7 +162,7 @@ fn every_signing_type_signs_and_verifies_with_every_option() {
                     &VerifyRequest {
                         input,
                         signature: &signed.signature,
-                        options: options.clone(),
+                        options: options,
                         ..VerifyRequest::default()
                     },
                 )
@@ -189,7 +189,7 @@ fn every_signing_type_signs_and_verifies_with_every_option() {
             "rsa-2048",
             &SignRequest {
                 input: &digest,
-                options: options.clone(),
+                options: options,
                 ..SignRequest::default()
             },
         )
@@ -216,7 +216,7 @@ fn every_signing_type_signs_and_verifies_with_every_option() {
             "rsa-3072",
             &SignRequest {
                 input: b"m",
-                options: pss_hash.clone(),
+                options: pss_hash,
                 ..SignRequest::default()
             },
         )

@@ -10,6 +10,9 @@ use sha2::Sha256;
 
 use super::{CryptoError, HashAlgorithm, SecretBytes};
 
+/// Longest HKDF-SHA256 output (255 blocks of 32 bytes).
+pub const MAX_HKDF_OUTPUT: usize = 255 * 32;
+
 /// HKDF-SHA256 with `salt` (None = RFC 5869's zero salt) and `info`, `len` bytes
 /// of output (at most 255 * 32).
 pub fn hkdf_sha256(
@@ -87,6 +90,7 @@ mod tests {
     #[test]
     fn hkdf_refuses_too_long_output() {
         assert!(hkdf_sha256(&key(), None, b"", 255 * 32 + 1).is_err());
+        assert!(hkdf_sha256(&key(), None, b"", usize::MAX).is_err());
         assert!(hkdf_sha256(&key(), None, b"", 255 * 32).is_ok());
     }
 }

@@ -32,10 +32,12 @@ pub fn aes_kwp_wrap(kek: &[u8], key_data: &[u8]) -> Result<Vec<u8>, CryptoError>
 /// Unwraps RFC 5649 output; any integrity or padding failure is the opaque
 /// [`CryptoError::AuthenticationFailed`].
 pub fn aes_kwp_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<SecretBytes, CryptoError> {
-    if wrapped.len() < 16 || wrapped.len() % 8 != 0 {
+    if !matches!(kek.len(), 16 | 24 | 32) {
+        return Err(kek_error(kek.len()));
+    }
+    if wrapped.len() < 16 || !wrapped.len().is_multiple_of(8) {
         return Err(CryptoError::AuthenticationFailed);
     }
-    let mut out = SecretBytes::new(vec![0u8; wrapped.len()]);
     let mut buf = vec![0u8; wrapped.len()];
     let result = match kek.len() {
         16 => kwp::<KwpAes128>(kek)?
@@ -51,13 +53,12 @@ pub fn aes_kwp_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<SecretBytes, CryptoE
     };
     match result {
         Ok(len) => {
-            out = SecretBytes::from_slice(&buf[..len]);
+            let out = SecretBytes::from_slice(&buf[..len]);
             zeroize::Zeroize::zeroize(&mut buf);
             Ok(out)
         }
         Err(_) => {
             zeroize::Zeroize::zeroize(&mut buf);
-            drop(out);
             Err(CryptoError::AuthenticationFailed)
         }
     }

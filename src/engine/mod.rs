@@ -285,3 +285,10 @@ impl Engine {
         }
     }
 }
+
+impl Engine {
+    /// True when `name` exists (a lock-free lookup).
+    pub fn has_key(&self, name: &str) -> bool {
+        self.keys.pin().contains_key(name)
+    }
+}

@@ -276,8 +276,8 @@ impl Keyring {
             .decode_base64()
             .map_err(|e| KeyringError::Malformed(Encoded::Hmac, e))?;
         let version = self.checked_version(parsed.version, Encoded::Hmac)?;
-        let expected = algorithm.hmac(version.hmac_key.expose_secret(), input);
-        Ok(crate::crypto::secret::ct_eq(&expected, &tag))
+        // Vault compares whole tags only; a truncated tag is a mismatch.
+        Ok(tag.len() == algorithm.output_len() && algorithm.hmac_verify(version.hmac_key.expose_secret(), input, &tag))
     }
 
     /// Picks the version for encrypting or signing under Vault's rules.

@@ -17,6 +17,8 @@ pub const CONVERGENT_VERSION: u8 = 3;
 pub const HMAC_KEY_LEN: usize = 32;
 
 /// The secret (or public-only) material of a version.
+// Versions live behind `Arc`, so the size of the AEAD variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Material {
     /// An AEAD key: the raw bytes (for export and derivation) and the expanded
     /// cipher for non-derived use.

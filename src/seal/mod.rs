@@ -35,13 +35,14 @@ pub mod shamir;
 pub use barrier::{Barrier, KeyStatus};
 pub use error::{ConfigDefect, SealError, ShareDefect};
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use parking_lot::Mutex;
 
 use crate::crypto::SecretBytes;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use record::{KEY_LEN, Keyring, SEAL_PATH, SealRecord};
 
 /// Shortest share the text form may decode to (Vault's minimum key length).
@@ -117,6 +118,44 @@ impl From<&SealRecord> for Config {
     }
 }
 
+/// The storage `init_with_setup` hands out: the private barrier, remembering which
+/// paths were written so that a failed init can remove them.
+struct Recorder {
+    barrier: Arc<Barrier>,
+    written: Mutex<BTreeSet<String>>,
+}
+
+impl Storage for Recorder {
+    fn get(&self, path: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.barrier.get(path)
+    }
+
+    fn put(&self, path: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.written.lock().insert(path.to_owned());
+        self.barrier.put(path, value)
+    }
+
+    fn delete(&self, path: &str) -> Result<(), StorageError> {
+        self.barrier.delete(path)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        self.barrier.list(prefix)
+    }
+
+    fn compare_and_set(
+        &self,
+        path: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, StorageError> {
+        if new.is_some() {
+            self.written.lock().insert(path.to_owned());
+        }
+        self.barrier.compare_and_set(path, expected, new)
+    }
+}
+
 impl std::fmt::Debug for SealManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let status = self.status();
@@ -165,16 +204,21 @@ impl SealManager {
 
     /// Like [`init`](Self::init), and also runs `setup` against a private barrier,
     /// unsealed with the new keys, before returning (the shared barrier stays sealed
-    /// throughout). This is how the layer above stores what Vault creates at init,
-    /// such as the root token. If `setup` fails the store is still initialized.
+    /// throughout, and the private one is sealed when `setup` returns). This is how
+    /// the layer above stores what Vault creates at init, such as the root token.
+    ///
+    /// If `setup` fails, init is rolled back (best effort): the entries `setup` wrote
+    /// and the seal record are deleted, since nobody will ever see these shares, and
+    /// the error is returned. The store is then uninitialized again.
     pub fn init_with_setup<T>(
         &self,
         secret_shares: u8,
         secret_threshold: u8,
-        setup: impl FnOnce(&Barrier) -> Result<T, crate::storage::StorageError>,
+        setup: impl FnOnce(&Arc<dyn Storage>) -> Result<T, StorageError>,
     ) -> Result<(InitOutput, T), SealError> {
         shamir::check_config(secret_shares.into(), secret_threshold.into())
             .map_err(|defect| SealError::InvalidParameters { defect })?;
+        // Held to the end: no unseal or second init interleaves with this one.
         let mut state = self.state.lock();
         self.refresh_config(&mut state)?;
         if state.config.is_some() {
@@ -182,25 +226,46 @@ impl SealManager {
         }
         let master = SecretBytes::random(KEY_LEN);
         let record = SealRecord::new(secret_shares, secret_threshold, &Keyring::first(), &master)?;
+        let encoded = record.encode()?;
         let shares = shamir::split(master.expose_secret(), secret_shares, secret_threshold)?;
         if !self
             .backend
-            .compare_and_set(SEAL_PATH, None, Some(&record.encode()?))?
+            .compare_and_set(SEAL_PATH, None, Some(&encoded))?
         {
             // Another node initialized this backend first.
             self.refresh_config(&mut state)?;
             return Err(SealError::AlreadyInitialized);
         }
-        state.config = Some(Config::from(&record));
-        state.pending.clear();
-        state.nonce.clear();
-        drop(state);
 
-        let private = Barrier::new(self.backend.clone());
-        private.unseal(master)?;
-        let result = setup(&private);
-        private.seal();
-        Ok((InitOutput { shares }, result?))
+        let private = Arc::new(Barrier::new(self.backend.clone()));
+        let recorder = Arc::new(Recorder {
+            barrier: private.clone(),
+            written: Mutex::new(BTreeSet::new()),
+        });
+        let result = private.unseal(master).and_then(|()| {
+            let storage: Arc<dyn Storage> = recorder.clone();
+            setup(&storage).map_err(SealError::from)
+        });
+        match result {
+            Ok(value) => {
+                private.seal();
+                state.config = Some(Config::from(&record));
+                state.pending.clear();
+                state.nonce.clear();
+                Ok((InitOutput { shares }, value))
+            }
+            Err(err) => {
+                // Best effort: the original error is what the caller needs to see.
+                for path in recorder.written.lock().iter() {
+                    let _ = private.delete(path);
+                }
+                private.seal();
+                let _ = self
+                    .backend
+                    .compare_and_set(SEAL_PATH, Some(&encoded), None);
+                Err(err)
+            }
+        }
     }
 
     /// Submits one share (raw bytes; see [`parse_share`] for the text forms).
@@ -367,7 +432,7 @@ pub fn parse_share(text: &str) -> Result<SecretBytes, SealError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{MemoryStorage, StorageError};
+    use crate::storage::MemoryStorage;
 
     fn manager() -> (Arc<MemoryStorage>, SealManager) {
         let backend = Arc::new(MemoryStorage::new());

@@ -59,6 +59,7 @@ pub(crate) struct SealRecord {
     /// Vault-style cluster id (a UUID), reported when unsealed.
     pub(crate) cluster_id: String,
     /// The keyring, sealed under the master key (see the module doc).
+    #[serde(with = "serde_bytes")]
     pub(crate) keyring: Vec<u8>,
 }
 
@@ -113,7 +114,7 @@ impl SealRecord {
 
     /// The stored form.
     pub(crate) fn encode(&self) -> Result<Vec<u8>, StorageError> {
-        let mut out = Vec::with_capacity(128 + self.keyring.len() * 2);
+        let mut out = Vec::with_capacity(128 + self.keyring.len());
         ciborium::into_writer(self, &mut out)
             .map_err(|e| StorageError::backend("encode the seal record", e))?;
         Ok(out)
@@ -147,10 +148,10 @@ impl TermKey {
 /// Why a sealed keyring did not open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyringOpenError {
-    /// Authentication failed: not the master key this keyring was sealed under.
-    WrongKey,
     /// The blob or the plaintext inside it is malformed.
     Malformed,
+    /// Authentication failed: not the master key this keyring was sealed under.
+    WrongKey,
 }
 
 impl Keyring {

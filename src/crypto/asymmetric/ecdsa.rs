@@ -3,7 +3,7 @@
 //! storage. No I/O, storage or JSON here.
 //!
 //! The three curves are concrete `RustCrypto` types behind small enums; the
-//! [`each_curve!`] macro writes the same code once per curve, which keeps the
+//! `each_curve!` macro writes the same code once per curve, which keeps the
 //! generic bounds of the `ecdsa` crate out of this file.
 
 use std::borrow::Cow;
@@ -56,7 +56,13 @@ fn curve_sizes(alg: AsymmetricAlgorithm) -> (usize, usize) {
 /// then keeps the *low* bits, which differs only for P-521 with an input of 66
 /// bytes or more (possible with `prehashed`), so the shift is done here and the
 /// library then sees a value that already fits.
+///
+/// An empty input becomes a single zero byte (the same integer, 0), because
+/// the RFC 6979 nonce derivation does not take empty input.
 fn truncate_to_order(digest: &[u8], order_bits: usize) -> Cow<'_, [u8]> {
+    if digest.is_empty() {
+        return Cow::Owned(vec![0]);
+    }
     if digest.len() * 8 <= order_bits {
         return Cow::Borrowed(digest);
     }

@@ -360,9 +360,10 @@ impl PrivateKey {
     }
 
     /// RSAES-OAEP decryption with `hash` for both OAEP and MGF1 and an empty
-    /// label. Every failure is the single opaque
-    /// [`CryptoError::RsaDecryptionFailed`]; non-RSA keys give
-    /// [`CryptoError::UnsupportedHash`]-free [`CryptoError::InvalidKeyEncoding`].
+    /// label. Every decryption failure (wrong length, bad padding, wrong
+    /// hash, non-zero leading octet) is the single opaque
+    /// [`CryptoError::RsaDecryptionFailed`]; a non-RSA key gives
+    /// [`CryptoError::InvalidKeyEncoding`].
     pub fn rsa_decrypt_oaep(
         &self,
         hash: HashAlgorithm,

@@ -11,6 +11,8 @@ use ::rsa::pkcs8::{
 };
 use ::rsa::traits::PublicKeyParts;
 use ::rsa::{Oaep, Pkcs1v15Sign, Pss};
+use subtle::{Choice, ConditionallySelectable as _, ConstantTimeEq as _};
+use zeroize::{Zeroize as _, Zeroizing};
 
 use super::{
     AsymmetricAlgorithm, RsaSignatureScheme, SaltLength, SignatureOptions, isolate_pem,
@@ -278,16 +280,82 @@ impl RsaPrivate {
 
     /// RSAES-OAEP, `hash` for OAEP and MGF1, empty label; every failure is the
     /// same opaque error.
+    ///
+    /// The private operation is the `rsa` crate's blinded, CRT-checked RSADP;
+    /// the EME-OAEP decoding is done here because `rsa` 0.10 deliberately
+    /// ignores the leading octet `Y`, which RFC 8017 §7.1.2 step 3g (and
+    /// Wycheproof) require to be zero.
     pub(super) fn decrypt_oaep(
         &self,
         hash: HashAlgorithm,
         ciphertext: &[u8],
     ) -> Result<SecretBytes, CryptoError> {
-        let mut rng = rand::rng();
-        with_digest!(hash, D => self.key.decrypt_blinded(&mut rng, Oaep::<D>::new(), ciphertext))
+        let k = self.key.size();
+        if ciphertext.len() != k {
+            return Err(CryptoError::RsaDecryptionFailed);
+        }
+        let c = ::rsa::BoxedUint::from_be_slice(ciphertext, self.key.n_bits_precision())
+            .map_err(|_| CryptoError::RsaDecryptionFailed)?;
+        let mut m = ::rsa::hazmat::rsa_decrypt_and_check(&self.key, Some(&mut rand::rng()), &c)
+            .map_err(|_| CryptoError::RsaDecryptionFailed)?;
+        let m_bytes = Zeroizing::new(m.to_be_bytes());
+        m.zeroize();
+        // I2OSP(m, k): m < n, so any extra leading storage bytes are zero.
+        let mut em = Zeroizing::new(vec![0u8; k]);
+        let take = m_bytes.len().min(k);
+        em[k - take..].copy_from_slice(&m_bytes[m_bytes.len() - take..]);
+        oaep_decode(hash, &mut em)
             .map(SecretBytes::new)
-            .map_err(|_| CryptoError::RsaDecryptionFailed)
+            .ok_or(CryptoError::RsaDecryptionFailed)
     }
+}
+
+/// MGF1 (RFC 8017 B.2.1) with `hash`, XORed into `out`.
+fn mgf1_xor(hash: HashAlgorithm, seed: &[u8], out: &mut [u8]) {
+    let mut input = Zeroizing::new(Vec::with_capacity(seed.len() + 4));
+    for (counter, chunk) in (0u32..).zip(out.chunks_mut(hash.output_len())) {
+        input.clear();
+        input.extend_from_slice(seed);
+        input.extend_from_slice(&counter.to_be_bytes());
+        let mask = Zeroizing::new(hash.digest(&input));
+        for (byte, mask) in chunk.iter_mut().zip(mask.iter()) {
+            *byte ^= mask;
+        }
+    }
+}
+
+/// EME-OAEP decoding (RFC 8017 §7.1.2 step 3) with the empty label, in
+/// constant time up to the final accept/reject. Returns `M`.
+fn oaep_decode(hash: HashAlgorithm, em: &mut [u8]) -> Option<Vec<u8>> {
+    let h_len = hash.output_len();
+    let k = em.len();
+    if k < 2 * h_len + 2 {
+        return None;
+    }
+    let l_hash = hash.digest(b"");
+    let (y, rest) = em.split_at_mut(1);
+    let (seed, db) = rest.split_at_mut(h_len);
+    mgf1_xor(hash, db, seed);
+    mgf1_xor(hash, seed, db);
+
+    let mut good = y[0].ct_eq(&0) & db[..h_len].ct_eq(&l_hash[..]);
+    // PS (zero bytes), then 0x01, then M.
+    let mut looking = Choice::from(1);
+    let mut index = 0u32;
+    let mut invalid = Choice::from(0);
+    for (i, byte) in (0u32..).zip(db[h_len..].iter()) {
+        let is_zero = byte.ct_eq(&0);
+        let is_one = byte.ct_eq(&1);
+        index.conditional_assign(&i, looking & is_one);
+        invalid |= looking & !is_zero & !is_one;
+        looking &= !is_one;
+    }
+    good &= !invalid & !looking;
+    if !bool::from(good) {
+        return None;
+    }
+    let start = h_len + usize::try_from(index).ok()? + 1;
+    Some(db[start..].to_vec())
 }
 
 /// DER contents of id-RSASSA-PSS (1.2.840.113549.1.1.10).

@@ -1,0 +1,228 @@
+//! The Vault-compatible REST adapter (axum).
+//!
+//! One catch-all route receives every `/v1/...` request, turns it into a
+//! [`Request`] (logical operation, path, fields, token) and dispatches on the
+//! path: `sys/...`, `auth/token/...`, or a transit mount found by longest
+//! prefix. Replies are Vault's envelope (`reply`). Limits on body size are
+//! enforced before anything else, as Vault does.
+
+pub mod fields;
+pub mod reply;
+mod sys;
+mod token;
+mod transit;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde_json::{Map, Value};
+
+pub use fields::Fields;
+pub use reply::Reply;
+
+use crate::service::{RequestContext, Service, Transport};
+
+/// Request limits (issue: configurable with safe defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body in bytes (Vault's default: 32 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: 32 * 1024 * 1024 }
+    }
+}
+
+/// Shared state of the REST adapter.
+#[derive(Clone)]
+pub struct RestState {
+    /// The service every request goes to.
+    pub service: Arc<Service>,
+    /// Limits in force.
+    pub limits: Limits,
+}
+
+/// Vault's logical operation for an HTTP method (reference §1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// GET.
+    Read,
+    /// POST or PUT.
+    Update,
+    /// DELETE.
+    Delete,
+    /// LIST, or GET with `?list=true`.
+    List,
+    /// HEAD.
+    Head,
+}
+
+/// A decoded REST request.
+#[derive(Debug)]
+pub struct Request {
+    /// Logical operation.
+    pub operation: Operation,
+    /// Path after `/v1/`, without a trailing slash.
+    pub path: String,
+    /// Body fields (POST/PUT) or query parameters (GET/DELETE/LIST).
+    pub fields: Map<String, Value>,
+    /// The client token.
+    pub token: Option<String>,
+}
+
+impl Request {
+    /// The request context for the service.
+    pub fn context(&self) -> RequestContext<'_> {
+        RequestContext { token: self.token.as_deref(), transport: Transport::Rest }
+    }
+
+    /// Typed access to the fields.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields::new(&self.fields)
+    }
+}
+
+/// The router: every Vault path under `/v1/`.
+pub fn router(service: Arc<Service>, limits: Limits) -> Router {
+    Router::new()
+        .route("/v1/{*path}", any(handle))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(RestState { service, limits })
+}
+
+async fn handle(
+    State(state): State<RestState>,
+    method: Method,
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = match decode(&method, path, query.as_deref(), &headers, &body) {
+        Ok(request) => request,
+        Err(reply) => return reply.into_response(),
+    };
+    dispatch(state, request).await.into_response()
+}
+
+/// Routes a decoded request to its handler.
+async fn dispatch(state: RestState, request: Request) -> Reply {
+    if request.path == "sys" || request.path.starts_with("sys/") {
+        return sys::handle(&state, request).await;
+    }
+    if request.path.starts_with("auth/token/") {
+        return token::handle(&state, request).await;
+    }
+    transit::handle(&state, request).await
+}
+
+fn decode(
+    method: &Method,
+    path: String,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Request, Reply> {
+    let token = token_from_headers(headers);
+    let query_fields = parse_query(query.unwrap_or(""));
+    let mut operation = match method.as_str() {
+        "GET" => Operation::Read,
+        "POST" | "PUT" => Operation::Update,
+        "DELETE" => Operation::Delete,
+        "LIST" => Operation::List,
+        "HEAD" => Operation::Head,
+        _ => return Err(Reply::unsupported_operation()),
+    };
+    if operation == Operation::Read {
+        match Fields::new(&query_fields).bool("list") {
+            Ok(Some(true)) => operation = Operation::List,
+            Ok(_) => {}
+            Err(_) => return Err(Reply::errors(axum::http::StatusCode::BAD_REQUEST, Vec::new())),
+        }
+    }
+    let fields = match operation {
+        Operation::Update => parse_body(headers, body)?,
+        Operation::Read | Operation::Delete | Operation::List | Operation::Head => query_fields,
+    };
+    let path = path.trim_end_matches('/').to_owned();
+    Ok(Request { operation, path, fields, token })
+}
+
+/// `X-Vault-Token` wins over `Authorization: Bearer` (reference §1.4).
+fn token_from_headers(headers: &HeaderMap) -> Option<String> {
+    if let Some(token) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) {
+        if !token.is_empty() {
+            return Some(token.to_owned());
+        }
+    }
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+fn parse_query(query: &str) -> Map<String, Value> {
+    let mut fields = Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        fields.insert(percent_decode(key), Value::String(percent_decode(value)));
+    }
+    fields
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// JSON object bodies (empty = no fields); form bodies only when declared and
+/// not JSON-looking (reference §1.3).
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Reply> {
+    let trimmed = body.iter().position(|b| !b.is_ascii_whitespace()).map_or(&body[..0], |start| &body[start..]);
+    if trimmed.is_empty() {
+        return Ok(Map::new());
+    }
+    let is_form = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if is_form && !matches!(trimmed[0], b'{' | b'[') {
+        return Ok(parse_query(&String::from_utf8_lossy(trimmed)));
+    }
+    match serde_json::from_slice::<Value>(trimmed) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Array(_)) => Err(Reply::bad_request(
+            "failed to decode JSON input: json: cannot unmarshal array into Go value of type map[string]interface {}",
+        )),
+        Ok(_) => Err(Reply::bad_request("failed to decode JSON input: expected a JSON object")),
+        Err(error) => Err(Reply::bad_request(format!("failed to decode JSON input: {error}"))),
+    }
+}

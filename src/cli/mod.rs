@@ -1,0 +1,143 @@
+//! The command line: `server`, `operator`, key and crypto commands for scripts,
+//! `token` and `policy`. Client commands talk to a server over its REST API and
+//! read `CIPHERD_ADDR`/`VAULT_ADDR` and `CIPHERD_TOKEN`/`VAULT_TOKEN`.
+
+mod client;
+mod commands;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::rest::Limits;
+use crate::engine::EngineOptions;
+use crate::server::{self, ServerConfig};
+use crate::service::ServiceOptions;
+
+/// cipherd: encryption as a service, compatible with Vault's Transit engine.
+#[derive(Debug, Parser)]
+#[command(name = "cipherd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a server.
+    Server(ServerArgs),
+    /// Initialize, unseal, seal, and inspect a server.
+    #[command(subcommand)]
+    Operator(commands::OperatorCommand),
+    /// Manage keys.
+    #[command(subcommand)]
+    Key(commands::KeyCommand),
+    /// Encrypt a plaintext with a key.
+    Encrypt(commands::EncryptArgs),
+    /// Decrypt a ciphertext.
+    Decrypt(commands::DecryptArgs),
+    /// Move a ciphertext to the key's latest version.
+    Rewrap(commands::RewrapArgs),
+    /// Sign an input.
+    Sign(commands::SignArgs),
+    /// Verify a signature.
+    Verify(commands::VerifyArgs),
+    /// Manage tokens.
+    #[command(subcommand)]
+    Token(commands::TokenCommand),
+    /// Manage ACL policies.
+    #[command(subcommand)]
+    Policy(commands::PolicyCommand),
+}
+
+/// Flags of `cipherd server`.
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// In-memory storage, initialized and unsealed at start; prints the root token.
+    #[arg(long)]
+    dev: bool,
+    /// Root token to use in dev mode (default: random).
+    #[arg(long, env = "CIPHERD_DEV_ROOT_TOKEN")]
+    dev_root_token: Option<String>,
+    /// Directory of the embedded store.
+    #[arg(long, env = "CIPHERD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// REST listen address; port 0 picks a free port.
+    #[arg(long, env = "CIPHERD_LISTEN", default_value = "127.0.0.1:8200")]
+    listen: SocketAddr,
+    /// File of unseal shares (one per line) for unattended restarts. Anyone who
+    /// can read it can read every key: see the README before using it.
+    #[arg(long, env = "CIPHERD_UNSEAL_KEY_FILE")]
+    unseal_key_file: Option<PathBuf>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Largest batch_input accepted.
+    #[arg(long, default_value_t = EngineOptions::default().max_batch_items)]
+    max_batch_items: usize,
+}
+
+/// Entry point of the binary.
+pub fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CIPHERD_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Vault's CLI spells output flags with one dash (`-format=json`); accept that too.
+    let args = std::env::args().map(|a| if a.starts_with("-format") { format!("-{a}") } else { a });
+    let cli = Cli::parse_from(args);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Server(args) => runtime.block_on(run_server(args)),
+        Command::Operator(cmd) => runtime.block_on(commands::operator(cmd)),
+        Command::Key(cmd) => runtime.block_on(commands::key(cmd)),
+        Command::Encrypt(args) => runtime.block_on(commands::encrypt(args)),
+        Command::Decrypt(args) => runtime.block_on(commands::decrypt(args)),
+        Command::Rewrap(args) => runtime.block_on(commands::rewrap(args)),
+        Command::Sign(args) => runtime.block_on(commands::sign(args)),
+        Command::Verify(args) => runtime.block_on(commands::verify(args)),
+        Command::Token(cmd) => runtime.block_on(commands::token(cmd)),
+        Command::Policy(cmd) => runtime.block_on(commands::policy(cmd)),
+    }
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let config = ServerConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        dev: args.dev,
+        dev_root_token: args.dev_root_token,
+        unseal_key_file: args.unseal_key_file,
+        limits: Limits { max_body_bytes: args.max_body_bytes },
+        service: ServiceOptions {
+            engine: EngineOptions { max_batch_items: args.max_batch_items, ..EngineOptions::default() },
+        },
+    };
+    server::run(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

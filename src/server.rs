@@ -1,0 +1,133 @@
+//! Runs a cipherd server: opens storage, builds the service, binds the
+//! listener, prints the listen line, serves until `shutdown` resolves, then
+//! seals (flushing encryption counters and zeroizing keys).
+//!
+//! `--dev` uses the in-memory store, initializes with one share, unseals
+//! itself and prints the root token. Otherwise the server starts sealed (or
+//! uninitialized) on the embedded store in the data directory.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::api::rest::{self, Limits};
+use crate::service::{Service, ServiceError, ServiceOptions};
+use crate::storage::{MemoryStorage, RedbStorage, Storage, StorageError};
+
+/// How often background housekeeping runs (counter flush, auto-rotation,
+/// expired tokens).
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Validated server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// REST listen address (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Embedded store directory (ignored with `dev`).
+    pub data_dir: Option<PathBuf>,
+    /// In-memory, auto-unsealed development server.
+    pub dev: bool,
+    /// Fixed root token for `--dev`.
+    pub dev_root_token: Option<String>,
+    /// File holding the master key for unattended unseal (see README warning).
+    pub unseal_key_file: Option<PathBuf>,
+    /// REST limits.
+    pub limits: Limits,
+    /// Service tunables.
+    pub service: ServiceOptions,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Neither `--dev` nor `--data-dir` was given.
+    #[error("either --dev or --data-dir is required")]
+    NoStorage,
+    /// The store could not be opened.
+    #[error("cannot open storage: {0}")]
+    Storage(#[from] StorageError),
+    /// Init/unseal at start-up failed.
+    #[error("{0}")]
+    Service(#[from] ServiceError),
+    /// Binding or serving failed.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    /// The unseal key file is unreadable or malformed.
+    #[error("unseal key file: {0}")]
+    UnsealKeyFile(String),
+}
+
+/// Starts the server and serves until `shutdown` completes.
+pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let storage: Arc<dyn Storage> = if config.dev {
+        Arc::new(MemoryStorage::new())
+    } else {
+        let dir = config.data_dir.as_ref().ok_or(ServerError::NoStorage)?;
+        std::fs::create_dir_all(dir)?;
+        Arc::new(RedbStorage::open(dir)?)
+    };
+    let service = Arc::new(Service::new(storage, config.service.clone())?);
+    if config.dev {
+        start_dev(&service, config.dev_root_token.as_deref())?;
+    } else if let Some(file) = &config.unseal_key_file {
+        unseal_from_file(&service, file)?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let address = listener.local_addr()?;
+    // Scripts and tests find the server by this line.
+    println!("cipherd listening rest=http://{address}");
+
+    let housekeeping = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let service = service.clone();
+                let _ = tokio::task::spawn_blocking(move || service.housekeeping()).await;
+            }
+        })
+    };
+    let app = rest::router(service.clone(), config.limits);
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    housekeeping.abort();
+    service.seal_now();
+    served?;
+    Ok(())
+}
+
+fn start_dev(service: &Service, root_token: Option<&str>) -> Result<(), ServerError> {
+    let init = service.init(1, 1, root_token)?;
+    let key = init.shares.first().ok_or_else(|| ServerError::UnsealKeyFile("init returned no share".into()))?;
+    service.unseal_with_master_key(key.expose_secret())?;
+    let token = init.root_token.token.expose_secret().to_owned();
+    println!("WARNING: dev mode: in-memory storage, already unsealed; nothing survives a restart.");
+    println!("Unseal Key: {}", STANDARD.encode(key.expose_secret()));
+    println!("Root Token: {token}");
+    Ok(())
+}
+
+/// Submits the unseal shares in `file` (one per line, hex or base64) until the
+/// server is unsealed.
+fn unseal_from_file(service: &Service, file: &PathBuf) -> Result<(), ServerError> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|e| ServerError::UnsealKeyFile(e.to_string()))?);
+    if !service.seal_status().initialized {
+        tracing::warn!("--unseal-key-file given but the server is not initialized yet; ignoring it");
+        return Ok(());
+    }
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let share = crate::seal::parse_share(line).map_err(|e| ServerError::UnsealKeyFile(e.to_string()))?;
+        if !service.unseal(share.expose_secret())?.sealed {
+            tracing::warn!("unsealed from --unseal-key-file: anyone who can read that file can read every key");
+            return Ok(());
+        }
+    }
+    Err(ServerError::UnsealKeyFile("the file holds fewer shares than the unseal threshold".into()))
+}
