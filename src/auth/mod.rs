@@ -64,7 +64,7 @@ pub use token::{
 };
 
 use acl::{Acl, PathRule};
-use token::{Slot, StoredToken, TokenHash, TokenHasher, TokenTable};
+use token::{Live, Slot, StoredToken, TokenHash, TokenHasher, TokenTable};
 
 use crate::crypto::SecretBytes;
 use crate::storage::{Storage, StorageError};
@@ -92,6 +92,9 @@ pub struct Auth {
 
 /// Every stored policy at one moment, plus the ACLs compiled from it.
 struct PolicySet {
+    /// Bumped by every policy write: tokens' cached ACLs from an older
+    /// generation are recompiled.
+    generation: u64,
     /// By name; `root` is built in and not in here.
     entries: BTreeMap<String, Arc<PolicyEntry>>,
     /// Compiled ACLs by (sorted) policy-name list, valid for this set only.
@@ -110,8 +113,9 @@ struct StoredPolicy {
 }
 
 impl PolicySet {
-    fn new(entries: BTreeMap<String, Arc<PolicyEntry>>) -> Self {
+    fn new(generation: u64, entries: BTreeMap<String, Arc<PolicyEntry>>) -> Self {
         Self {
+            generation,
             entries,
             acls: RwLock::new(HashMap::new()),
         }
@@ -157,7 +161,7 @@ impl Auth {
             clock,
             hasher,
             tokens: RwLock::new(tokens),
-            policies: ArcSwap::from_pointee(PolicySet::new(policies)),
+            policies: ArcSwap::from_pointee(PolicySet::new(0, policies)),
             token_writes: Mutex::new(()),
             policy_writes: Mutex::new(()),
         })
@@ -344,12 +348,12 @@ impl Auth {
         path: &str,
         capabilities: &[Capability],
     ) -> Result<Arc<TokenEntry>, AuthError> {
-        let (hash, entry) = self.resolve(token)?;
-        let acl = self.acl_for(&entry.policies);
+        let (hash, live) = self.resolve(token)?;
+        let acl = self.acl_of(&live);
         if !capabilities.iter().any(|&capability| acl.allows(path, capability)) {
             return Err(AuthError::PermissionDenied);
         }
-        self.use_once(hash, entry)
+        self.use_once(hash, &live.entry)
     }
 
     /// [`Auth::authorize`], allowed only if every one of `capabilities` is
@@ -361,25 +365,25 @@ impl Auth {
         path: &str,
         capabilities: &[Capability],
     ) -> Result<Arc<TokenEntry>, AuthError> {
-        let (hash, entry) = self.resolve(token)?;
-        let acl = self.acl_for(&entry.policies);
+        let (hash, live) = self.resolve(token)?;
+        let acl = self.acl_of(&live);
         if capabilities.is_empty() || !capabilities.iter().all(|&capability| acl.allows(path, capability)) {
             return Err(AuthError::PermissionDenied);
         }
-        self.use_once(hash, entry)
+        self.use_once(hash, &live.entry)
     }
 
     /// The token's capabilities on `path` (for `sys/capabilities-self`): sorted
     /// Vault names, `["root"]` for root tokens, `["deny"]` when none. Does not
     /// consume a use.
     pub fn capabilities(&self, token: &str, path: &str) -> Result<Vec<String>, AuthError> {
-        let (_, entry) = self.resolve(token)?;
-        Ok(self.acl_for(&entry.policies).capability_names(path))
+        let (_, live) = self.resolve(token)?;
+        Ok(self.acl_of(&live).capability_names(path))
     }
 
     /// The entry of a live token, with no ACL check and no use consumed.
     pub fn lookup(&self, token: &str) -> Result<Arc<TokenEntry>, AuthError> {
-        self.resolve(token).map(|(_, entry)| entry)
+        self.resolve(token).map(|(_, live)| Arc::clone(&live.entry))
     }
 
     /// The entry of a live token by accessor; `invalid accessor` (400) if none.
@@ -400,11 +404,11 @@ impl Auth {
     /// [`AuthError::NotRenewable`]; unknown or expired ones `PermissionDenied`.
     pub fn renew(&self, token: &str, increment_secs: Option<u64>) -> Result<Arc<TokenEntry>, AuthError> {
         let _writes = self.token_writes.lock();
-        let (_, entry) = self.resolve(token)?;
+        let (_, live) = self.resolve(token)?;
         let slot = self
             .tokens
             .read()
-            .by_accessor(&entry.accessor)
+            .by_accessor(&live.entry.accessor)
             .cloned()
             .ok_or(AuthError::PermissionDenied)?;
         self.renew_locked(slot, increment_secs)
@@ -514,7 +518,8 @@ impl Auth {
             text: hcl.to_owned(),
         };
         self.storage.put(&policy_path(&name), &encode(&record)?)?;
-        let mut entries = self.policies.load().entries.clone();
+        let current = self.policies.load_full();
+        let mut entries = current.entries.clone();
         entries.insert(
             name,
             Arc::new(PolicyEntry {
@@ -522,7 +527,8 @@ impl Auth {
                 rules,
             }),
         );
-        self.policies.store(Arc::new(PolicySet::new(entries)));
+        self.policies
+            .store(Arc::new(PolicySet::new(current.generation + 1, entries)));
         Ok(())
     }
 
@@ -560,22 +566,24 @@ impl Auth {
         }
         let _writes = self.policy_writes.lock();
         self.storage.delete(&policy_path(&name))?;
-        let mut entries = self.policies.load().entries.clone();
+        let current = self.policies.load_full();
+        let mut entries = current.entries.clone();
         if entries.remove(&name).is_some() {
-            self.policies.store(Arc::new(PolicySet::new(entries)));
+            self.policies
+                .store(Arc::new(PolicySet::new(current.generation + 1, entries)));
         }
         Ok(())
     }
 
     // ----- internals ----------------------------------------------------------
 
-    /// The hash and entry of a live token.
-    fn resolve(&self, token: &str) -> Result<(TokenHash, Arc<TokenEntry>), AuthError> {
+    /// The hash and in-memory record of a live token.
+    fn resolve(&self, token: &str) -> Result<(TokenHash, Arc<Live>), AuthError> {
         let hash = self.hasher.hash(token);
         let now = self.clock.now_unix();
         let tokens = self.tokens.read();
         match tokens.by_hash(&hash) {
-            Some(entry) if tokens.is_live(entry, now) => Ok((hash, Arc::clone(entry))),
+            Some(live) if tokens.is_live(&live.entry, now) => Ok((hash, Arc::clone(live))),
             _ => Err(AuthError::PermissionDenied),
         }
     }
@@ -585,7 +593,7 @@ impl Auth {
         self.tokens
             .read()
             .by_hash(&hash)
-            .map(|entry| entry.accessor.clone())
+            .map(|live| live.entry.accessor.clone())
     }
 
     fn live_slot_by_accessor(&self, accessor: &str) -> Result<Slot, AuthError> {
@@ -597,9 +605,24 @@ impl Auth {
         }
     }
 
-    /// The compiled ACL for a token's policies, from the cache when possible.
-    fn acl_for(&self, names: &[String]) -> Arc<Acl> {
+    /// The compiled ACL of a live token: cached on the token for the current
+    /// policy generation, else from the per-generation cache, else compiled.
+    fn acl_of(&self, live: &Live) -> Arc<Acl> {
         let set = self.policies.load();
+        if let Some(acl) = live.cached_acl(set.generation) {
+            return acl;
+        }
+        let acl = Self::acl_in(&set, &live.entry.policies);
+        live.cache_acl(set.generation, Arc::clone(&acl));
+        acl
+    }
+
+    /// The compiled ACL for a list of policy names.
+    fn acl_for(&self, names: &[String]) -> Arc<Acl> {
+        Self::acl_in(&self.policies.load(), names)
+    }
+
+    fn acl_in(set: &PolicySet, names: &[String]) -> Arc<Acl> {
         if let Some(acl) = set.acls.read().get(names) {
             return Arc::clone(acl);
         }
@@ -612,16 +635,16 @@ impl Auth {
     }
 
     /// After a successful ACL check: counts one use of a use-limited token.
-    fn use_once(&self, hash: TokenHash, entry: Arc<TokenEntry>) -> Result<Arc<TokenEntry>, AuthError> {
+    fn use_once(&self, hash: TokenHash, entry: &Arc<TokenEntry>) -> Result<Arc<TokenEntry>, AuthError> {
         if entry.num_uses == 0 {
-            return Ok(entry);
+            return Ok(Arc::clone(entry));
         }
         let _writes = self.token_writes.lock();
         let now = self.clock.now_unix();
         let current = {
             let tokens = self.tokens.read();
             match tokens.by_hash(&hash) {
-                Some(current) if tokens.is_live(current, now) => Arc::clone(current),
+                Some(current) if tokens.is_live(&current.entry, now) => Arc::clone(&current.entry),
                 // Another request took the last use meanwhile.
                 _ => return Err(AuthError::PermissionDenied),
             }

@@ -336,6 +336,12 @@ fn path_rule(label: &str, body: Vec<(String, Value)>) -> Result<PathRule, String
                 value.kind()
             )
         };
+        let wrong_item = |item: &Value| {
+            format!(
+                "path {label:?}: {key:?} must be a list of strings, but has {}",
+                item.kind()
+            )
+        };
         match key.as_str() {
             "capabilities" => {
                 let Value::List(items) = value else {
@@ -343,7 +349,7 @@ fn path_rule(label: &str, body: Vec<(String, Value)>) -> Result<PathRule, String
                 };
                 for item in items {
                     let Value::String(name) = item else {
-                        return Err(wrong_type("a list of strings"));
+                        return Err(wrong_item(item));
                     };
                     let cap = Caps::parse(name)
                         .ok_or_else(|| format!("path {label:?}: invalid capability {name:?}"))?;
@@ -559,13 +565,16 @@ mod tests {
             error(r#"path "a/*/b" { capabilities = ["read"] }"#),
             r#"path "a/*/b": '*' is only allowed as the last character"#
         );
+        let duplicate =
+            error("path \"a\" {\n capabilities = [\"read\"]\n capabilities = [\"update\"]\n}");
+        assert!(duplicate.starts_with("At 3:2:") && duplicate.contains("redefined"), "{duplicate}");
         assert_eq!(
-            error("path \"a\" {\n capabilities = [\"read\"]\n capabilities = [\"update\"]\n}"),
-            r#"path "a": duplicate key "capabilities""#
+            error("path \"a\" {\n allowed_parameters = {}\n allowed_parameters {}\n}"),
+            r#"path "a": duplicate key "allowed_parameters""#
         );
         assert_eq!(
             error(r#"path "a" { capabilities = [var.x] }"#),
-            r#"path "a": "capabilities" must be a list of strings, not an expression"#
+            r#"path "a": "capabilities" must be a list of strings, but has an expression"#
         );
         assert!(!error(r#"["x"]"#).is_empty());
         assert_eq!(error(r#"{"nope": 1}"#), r#"invalid key "nope""#);

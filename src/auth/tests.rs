@@ -430,7 +430,7 @@ fn renewal() {
     let renewed = f.auth.renew(token, Some(500)).expect("renew with increment");
     assert_eq!(renewed.expire_time_unix, Some(T0 + 550));
     // Capped by the explicit max from creation.
-    f.clock.advance(800);
+    f.clock.advance(450);
     let renewed = f.auth.renew(token, Some(500)).expect("capped renew");
     assert_eq!(renewed.expire_time_unix, Some(T0 + 1000));
     assert_eq!(f.auth.lookup(token).expect("lookup").expire_time_unix, Some(T0 + 1000));
@@ -781,4 +781,56 @@ fn authorize_speed() {
         }
         println!("{path}: {:?} per authorize", start.elapsed() / iterations);
     }
+}
+
+#[test]
+#[ignore = "timing; run in release"]
+fn authorize_parts_speed() {
+    let f = Fixture::new();
+    let issued = f.with_policies(&["payments", "other"]);
+    let token = secret(&issued).to_owned();
+    let iterations = 1_000_000u32;
+    let time = |name: &str, run: &dyn Fn()| {
+        let start = std::time::Instant::now();
+        for _ in 0..iterations {
+            run();
+        }
+        println!("{name}: {:?}", start.elapsed() / iterations);
+    };
+    time("hash", &|| {
+        std::hint::black_box(f.auth.hasher.hash(std::hint::black_box(&token)));
+    });
+    time("clock", &|| {
+        std::hint::black_box(SystemClock.now_unix());
+    });
+    time("resolve", &|| {
+        std::hint::black_box(f.auth.resolve(&token).expect("live"));
+    });
+    let (_, live) = f.auth.resolve(&token).expect("live");
+    time("acl_of", &|| {
+        std::hint::black_box(f.auth.acl_of(&live));
+    });
+    let acl = f.auth.acl_for(&issued.entry.policies);
+    time("allows", &|| {
+        std::hint::black_box(acl.allows("transit/encrypt/payments", Capability::Update));
+    });
+}
+
+#[test]
+#[ignore = "timing; run in release"]
+fn hmac_speed() {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"0123456789abcdef0123456789abcdef");
+    let token = "hvs.0123456789abcdefghijklmnopqrstuv";
+    let iterations = 1_000_000u32;
+    let start = std::time::Instant::now();
+    for _ in 0..iterations {
+        std::hint::black_box(ring::hmac::sign(&key, std::hint::black_box(token).as_bytes()));
+    }
+    println!("ring: {:?}", start.elapsed() / iterations);
+    let ours = super::token::TokenHasher::new(b"0123456789abcdef0123456789abcdef");
+    let start = std::time::Instant::now();
+    for _ in 0..iterations {
+        std::hint::black_box(ours.hash(std::hint::black_box(token)));
+    }
+    println!("hmac crate: {:?}", start.elapsed() / iterations);
 }

@@ -7,13 +7,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use super::acl::Acl;
 use super::error::AuthError;
 use crate::crypto::random;
 
@@ -320,19 +323,91 @@ pub(crate) struct StoredToken {
     pub(crate) entry: TokenEntry,
 }
 
-/// One live token in memory.
+/// One token in memory, as the hot path sees it: the entry, and the ACL compiled
+/// for its policies (cached per policy generation, so a policy write is seen by
+/// the next request).
+pub(crate) struct Live {
+    pub(crate) entry: Arc<TokenEntry>,
+    acl: ArcSwapOption<CachedAcl>,
+}
+
+pub(crate) struct CachedAcl {
+    pub(crate) generation: u64,
+    pub(crate) acl: Arc<Acl>,
+}
+
+impl Live {
+    fn new(entry: Arc<TokenEntry>) -> Self {
+        Self {
+            entry,
+            acl: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The cached ACL if it was compiled for policy `generation`.
+    pub(crate) fn cached_acl(&self, generation: u64) -> Option<Arc<Acl>> {
+        self.acl
+            .load()
+            .as_ref()
+            .filter(|cached| cached.generation == generation)
+            .map(|cached| Arc::clone(&cached.acl))
+    }
+
+    pub(crate) fn cache_acl(&self, generation: u64, acl: Arc<Acl>) {
+        self.acl
+            .store(Some(Arc::new(CachedAcl { generation, acl })));
+    }
+}
+
+/// One token, as management operations see it.
 #[derive(Clone)]
 pub(crate) struct Slot {
     pub(crate) hash: TokenHash,
     pub(crate) entry: Arc<TokenEntry>,
 }
 
+/// A fast multiplicative hasher (FxHash's mixing) for maps whose keys an
+/// attacker cannot choose: HMAC outputs and random accessors. SipHash's HashDoS
+/// protection buys nothing there and costs a large share of the hot path.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.add(u64::from(value));
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.add(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
 /// Every token, indexed for the hot path (by hash) and for management (by
 /// accessor, and parent -> children for revocation trees).
 #[derive(Default)]
 pub(crate) struct TokenTable {
-    by_hash: HashMap<TokenHash, Arc<TokenEntry>>,
-    by_accessor: HashMap<String, Slot>,
+    by_hash: FastMap<TokenHash, Arc<Live>>,
+    by_accessor: FastMap<String, Slot>,
     children: HashMap<String, BTreeSet<String>>,
 }
 
@@ -341,7 +416,7 @@ impl TokenTable {
         self.by_accessor.len()
     }
 
-    pub(crate) fn by_hash(&self, hash: &TokenHash) -> Option<&Arc<TokenEntry>> {
+    pub(crate) fn by_hash(&self, hash: &TokenHash) -> Option<&Arc<Live>> {
         self.by_hash.get(hash)
     }
 
@@ -373,7 +448,8 @@ impl TokenTable {
                 .or_default()
                 .insert(accessor.clone());
         }
-        self.by_hash.insert(hash, Arc::clone(&entry));
+        self.by_hash
+            .insert(hash, Arc::new(Live::new(Arc::clone(&entry))));
         self.by_accessor.insert(accessor, Slot { hash, entry });
     }
 

@@ -21,6 +21,10 @@ pub fn hkdf_sha256(
     info: &[u8],
     len: usize,
 ) -> Result<SecretBytes, CryptoError> {
+    // Refuse before allocating: RFC 5869 caps the output at 255 hash lengths.
+    if len > MAX_HKDF_OUTPUT {
+        return Err(CryptoError::InvalidOutputLength(len));
+    }
     let mut okm = SecretBytes::new(vec![0u8; len]);
     Hkdf::<Sha256>::new(salt, ikm)
         .expand(info, okm.expose_secret_mut())

@@ -84,9 +84,16 @@ impl Engine {
         request: &EncryptRequest<'_>,
         upsert: Option<&UpsertOptions>,
     ) -> Result<Encrypted, EngineError> {
-        self.ensure_key(name, upsert, request.context)?;
-        let encrypted = self.with_key(name, |k| k.encrypt(request))??;
-        self.check_exhausted(name, encrypted.key_version);
+        if upsert.is_some() {
+            self.ensure_key(name, upsert, request.context)?;
+        }
+        let (encrypted, exhausted) = self.with_key(name, |k| {
+            k.encrypt_counted(request)
+                .map(|(e, count)| (e, self.is_exhausted(k, count)))
+        })??;
+        if exhausted {
+            self.rotate_if_exhausted(name);
+        }
         Ok(encrypted)
     }
 
@@ -296,6 +303,11 @@ impl Engine {
         super::keys::validate_key_name(name)?;
         self.insert_new(Keyring::create(name, &options)?)?;
         Ok(())
+    }
+
+    /// True when `count` encryptions of the latest version reach the limit.
+    fn is_exhausted(&self, _keyring: &Keyring, count: u64) -> bool {
+        self.options.rotate_after_encryptions.is_some_and(|limit| count >= limit)
     }
 
     /// Rotates the key when `version`, still its latest, reached the encryption

@@ -98,6 +98,15 @@ pub struct HmacRequest<'a> {
 impl Keyring {
     /// Encrypts one item (reference §5.1, §8.2–§8.5).
     pub fn encrypt(&self, request: &EncryptRequest<'_>) -> Result<Encrypted, KeyringError> {
+        self.encrypt_counted(request).map(|(encrypted, _)| encrypted)
+    }
+
+    /// [`encrypt`](Self::encrypt), also returning the version's encryption count
+    /// after this one (so the engine can check the limit without a second lookup).
+    pub(crate) fn encrypt_counted(
+        &self,
+        request: &EncryptRequest<'_>,
+    ) -> Result<(Encrypted, u64), KeyringError> {
         if !self.key_type.supports_encryption() {
             return Err(KeyringError::EncryptionNotSupported(self.key_type));
         }
@@ -137,11 +146,12 @@ impl Keyring {
             }
             _ => return Err(KeyringError::EncryptionNotSupported(self.key_type)),
         }
-        version.count_encryptions(1);
-        Ok(Encrypted {
+        let count = version.count_encryptions(1);
+        let encrypted = Encrypted {
             ciphertext: format::encode(version.number, &payload),
             key_version: version.number,
-        })
+        };
+        Ok((encrypted, count))
     }
 
     /// Decrypts one item (reference §5.2).
@@ -232,6 +242,14 @@ impl Keyring {
         };
         match public.verify(request.input, &signature, &request.options) {
             Ok(valid) => Ok(valid),
+            // Fixed-width encodings (Ed25519, JWS r||s) of the wrong length are
+            // simply invalid signatures to OpenBao 2.7.2 (valid:false); only
+            // malformed DER is a 400 "supplied signature is invalid".
+            Err(CryptoError::MalformedSignature)
+                if self.key_type == super::KeyType::Ed25519 || uses_jws(self, &request.options) =>
+            {
+                Ok(false)
+            }
             Err(CryptoError::MalformedSignature) => {
                 Err(KeyringError::Crypto(CryptoError::MalformedSignature))
             }
@@ -252,6 +270,10 @@ impl Keyring {
         }
         if self.config.min_encryption_version > 0 && number < self.config.min_encryption_version {
             return Err(KeyringError::HmacVersionTooOld);
+        }
+        // Versions below min_decryption_version are archived: not usable (§4.2).
+        if number < self.config.min_decryption_version {
+            return Err(KeyringError::NoSuchVersion);
         }
         let version = self
             .versions

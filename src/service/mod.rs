@@ -97,9 +97,17 @@ impl Service {
         })
     }
 
-    /// `sys/seal-status`.
+    /// `sys/seal-status`. The server reports itself unsealed only once tokens,
+    /// policies and mounts are loaded, so a health check never sends traffic to
+    /// a server that would still answer 503.
     pub fn seal_status(&self) -> SealStatus {
-        self.seal.status()
+        let mut status = self.seal.status();
+        if !status.sealed && self.unsealed.load().is_none() {
+            status.sealed = true;
+            status.cluster_name = None;
+            status.cluster_id = None;
+        }
+        status
     }
 
     /// `sys/init`: creates the master key, its shares and a root token
@@ -120,7 +128,7 @@ impl Service {
         let _lifecycle = self.lifecycle.lock();
         let status = self.seal.unseal(share)?;
         self.load_if_unsealed(&status)?;
-        Ok(self.seal.status())
+        Ok(self.seal_status())
     }
 
     /// Unseals with the master key itself (`--dev`, `--unseal-key-file`).
@@ -128,7 +136,7 @@ impl Service {
         let _lifecycle = self.lifecycle.lock();
         let status = self.seal.unseal_with_master_key(key)?;
         self.load_if_unsealed(&status)?;
-        Ok(self.seal.status())
+        Ok(self.seal_status())
     }
 
     /// `sys/unseal` with `reset`.

@@ -135,6 +135,22 @@ impl Mounts {
         Ok(info)
     }
 
+    /// Changes a mount's description.
+    pub fn set_description(&self, path: &str, description: &str) -> Result<(), ServiceError> {
+        let _write = self.write.lock();
+        let current = self.table.load_full();
+        let Some(mount) = current.get(path) else {
+            return Err(ServiceError::MountInvalid(format!("No secret engine mount at {path}")));
+        };
+        let mut info = mount.info.clone();
+        info.description = description.to_owned();
+        let mut next = (*current).clone();
+        next.insert(path.to_owned(), Arc::new(Mount { info, engine: mount.engine.clone() }));
+        self.persist(&next)?;
+        self.table.store(Arc::new(next));
+        Ok(())
+    }
+
     /// Disables the mount at `path` and deletes its keys.
     pub fn disable(&self, path: &str) -> Result<(), ServiceError> {
         let path = normalize_path(path);

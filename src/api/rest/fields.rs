@@ -137,6 +137,10 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
         let offset = match error {
             base64::DecodeError::InvalidByte(offset, _) | base64::DecodeError::InvalidLastSymbol(offset, _) => offset,
             base64::DecodeError::InvalidLength(len) => len / 4 * 4,
+            // Go reports missing padding at the start of the short last quantum.
+            base64::DecodeError::InvalidPadding if !cleaned.len().is_multiple_of(4) && !cleaned.ends_with('=') => {
+                cleaned.len() / 4 * 4
+            }
             base64::DecodeError::InvalidPadding => cleaned.len().saturating_sub(1),
         };
         format!("illegal base64 data at input byte {offset}")

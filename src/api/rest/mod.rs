@@ -6,6 +6,10 @@
 //! prefix. Replies are Vault's envelope (`reply`). Limits on body size are
 //! enforced before anything else, as Vault does.
 
+// Handlers return `Result<Reply, Reply>` so `?` can short-circuit with a ready
+// error reply; a reply is a response, and boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 pub mod fields;
 pub mod reply;
 mod sys;
@@ -130,6 +134,11 @@ fn decode(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Request, Reply> {
+    // Response wrapping is not implemented; silently ignoring the header would
+    // hand a secret to a caller that expects a single-use wrapping token (§2.1).
+    if headers.get("x-vault-wrap-ttl").is_some_and(|v| !v.is_empty()) {
+        return Err(Reply::bad_request("response wrapping (X-Vault-Wrap-TTL) is not supported by cipherd"));
+    }
     let token = token_from_headers(headers);
     let query_fields = parse_query(query.unwrap_or(""));
     let mut operation = match method.as_str() {
@@ -157,10 +166,10 @@ fn decode(
 
 /// `X-Vault-Token` wins over `Authorization: Bearer` (reference §1.4).
 fn token_from_headers(headers: &HeaderMap) -> Option<String> {
-    if let Some(token) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) {
-        if !token.is_empty() {
-            return Some(token.to_owned());
-        }
+    if let Some(token) = headers.get("x-vault-token").and_then(|v| v.to_str().ok())
+        && !token.is_empty()
+    {
+        return Some(token.to_owned());
     }
     headers
         .get(axum::http::header::AUTHORIZATION)

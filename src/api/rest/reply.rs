@@ -98,11 +98,9 @@ impl IntoResponse for Reply {
         let (status, body) = match self {
             Self::Envelope { status, data, warnings, auth, inject } => {
                 let mut body = Map::new();
-                if inject {
-                    if let Some(Value::Object(fields)) = &data {
-                        for (k, v) in fields {
-                            body.insert(k.clone(), v.clone());
-                        }
+                if inject && let Some(Value::Object(fields)) = &data {
+                    for (k, v) in fields {
+                        body.insert(k.clone(), v.clone());
                     }
                 }
                 body.insert("request_id".into(), Value::String(uuid::Uuid::new_v4().to_string()));

@@ -31,12 +31,25 @@ pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
         ("seal-status", _) => Reply::errors(StatusCode::METHOD_NOT_ALLOWED, Vec::new()),
         ("health", Operation::Read | Operation::Head) => health(state, &request),
         ("mounts", Operation::Read) => list_mounts(state, &request),
+        ("leader", Operation::Read) => match state.service.unsealed() {
+            Ok(_) => Reply::Raw(StatusCode::OK, json!({ "ha_enabled": false })),
+            Err(error) => rest_reply(&error, None),
+        },
+        (p, _) if p.starts_with("mounts/") && p.ends_with("/tune") => {
+            tune(state, &request, &p["mounts/".len()..p.len() - "/tune".len()])
+        }
         (p, _) if p.starts_with("mounts/") => mount(state, &request, &p["mounts/".len()..]),
         ("policy", Operation::Read | Operation::List) => list_policies(state, &request, true),
         ("policies/acl", Operation::List) => list_policies(state, &request, false),
         (p, _) if p.starts_with("policy/") => policy(state, &request, &p["policy/".len()..], true),
         (p, _) if p.starts_with("policies/acl/") => policy(state, &request, &p["policies/acl/".len()..], false),
         ("capabilities-self", Operation::Update) => capabilities_self(state, &request),
+        // No audit device exists until the audit subsystem lands: the listing is
+        // truthfully empty, and enabling one is refused rather than ignored.
+        ("audit", Operation::Read) => match state.service.authorize(&request.context(), "sys/audit", &[Capability::Read, Capability::Sudo]) {
+            Ok(_) => injected(json!({})),
+            Err(error) => rest_reply(&error, None),
+        },
         _ => match state.service.unsealed() {
             Err(error) => rest_reply(&error, None),
             Ok(_) => Reply::unsupported_path(),
@@ -272,6 +285,43 @@ fn mount(state: &RestState, request: &Request, path: &str) -> Reply {
     }
 }
 
+/// `sys/mounts/:path/tune`: transit issues no leases, so the TTLs are the
+/// system defaults and only `description` can change (reference §9.7).
+fn tune(state: &RestState, request: &Request, path: &str) -> Reply {
+    const SYSTEM_TTL: u64 = 32 * 24 * 3600;
+    let ctx = request.context();
+    let acl_path = format!("sys/mounts/{path}/tune");
+    let normalized = crate::service::mounts::normalize_path(path);
+    let capability = match request.operation {
+        Operation::Read => Capability::Read,
+        Operation::Update => Capability::Update,
+        Operation::Delete | Operation::List | Operation::Head => return Reply::unsupported_operation(),
+    };
+    let unsealed = match state.service.authorize(&ctx, &acl_path, &[capability]) {
+        Ok((unsealed, _)) => unsealed,
+        Err(error) => return rest_reply(&error, None),
+    };
+    let Some(info) = unsealed.mounts.list().into_iter().find(|m| m.path == normalized) else {
+        return Reply::bad_request(format!("No secret engine mount at {normalized}"));
+    };
+    match request.operation {
+        Operation::Update => {
+            if let Ok(Some(description)) = request.fields().str("description") {
+                if let Err(error) = unsealed.mounts.set_description(&normalized, &description) {
+                    return rest_reply(&error, None);
+                }
+            }
+            Reply::NoContent
+        }
+        _ => Reply::data(json!({
+            "default_lease_ttl": SYSTEM_TTL,
+            "max_lease_ttl": SYSTEM_TTL,
+            "force_no_cache": false,
+            "description": info.description,
+        })),
+    }
+}
+
 fn injected(data: Value) -> Reply {
     match Reply::data(data) {
         Reply::Envelope { status, data, warnings, auth, .. } => Reply::Envelope { status, data, warnings, auth, inject: true },
@@ -318,20 +368,21 @@ fn policy(state: &RestState, request: &Request, name: &str, legacy: bool) -> Rep
             let fields = request.fields();
             let mut warnings = Vec::new();
             let mut text = fields.str("policy").ok().flatten().unwrap_or_default();
-            if text.is_empty() && legacy {
-                if let Some(rules) = fields.str("rules").ok().flatten() {
-                    text = rules;
-                    warnings.push("'rules' is deprecated, please use 'policy' instead".to_owned());
-                }
+            if text.is_empty()
+                && legacy
+                && let Some(rules) = fields.str("rules").ok().flatten()
+            {
+                text = rules;
+                warnings.push("'rules' is deprecated, please use 'policy' instead".to_owned());
             }
             if text.trim().is_empty() {
                 return Reply::bad_request("'policy' parameter not supplied or empty");
             }
             // The policy text may arrive base64-encoded (reference §9.8).
-            if let Ok(decoded) = STANDARD.decode(text.trim()) {
-                if let Ok(decoded) = String::from_utf8(decoded) {
-                    text = decoded;
-                }
+            if let Ok(decoded) = STANDARD.decode(text.trim())
+                && let Ok(decoded) = String::from_utf8(decoded)
+            {
+                text = decoded;
             }
             if name == "root" {
                 return Reply::bad_request("cannot update \"root\" policy");

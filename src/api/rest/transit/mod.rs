@@ -64,7 +64,11 @@ fn is_heavy(request: &Request) -> bool {
             matches!(last, "rotate" | "import" | "import_version" | "restore")
                 || before == "keys"
                 || before == "restore"
-                || request.fields.get("type").and_then(Value::as_str).is_some_and(|t| t.starts_with("rsa"))
+                || request
+                    .fields
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.starts_with("rsa"))
         }
         Operation::Read => last == "wrapping_key",
         Operation::Delete | Operation::List | Operation::Head => false,
@@ -77,10 +81,8 @@ fn respond(state: &RestState, request: &Request) -> Reply {
         Ok(found) => found,
         Err(error @ ServiceError::NoSuchMount { .. }) => {
             // A bad token learns nothing about the mount table (reference §1.1).
-            return match precheck(state, &ctx, &request.path, request.operation) {
-                Ok(()) => rest_reply(&error, None),
-                Err(denied) => denied,
-            };
+            return precheck(state, &ctx, &request.path, request.operation)
+                .unwrap_or_else(|| rest_reply(&error, None));
         }
         Err(error) => return rest_reply(&error, None),
     };
@@ -89,32 +91,58 @@ fn respond(state: &RestState, request: &Request) -> Reply {
         Some(route) if request.operation != Operation::List || route == Route::ListKeys => route,
         _ => {
             return precheck(state, &ctx, &request.path, request.operation)
-                .map_or_else(|denied| denied, |()| Reply::unsupported_path());
+                .unwrap_or_else(Reply::unsupported_path);
         }
     };
     if !route.allows(request.operation) {
         return precheck(state, &ctx, &request.path, request.operation)
-            .map_or_else(|denied| denied, |()| Reply::unsupported_operation());
+            .unwrap_or_else(Reply::unsupported_operation);
     }
     let fields = Fields::new(&request.fields);
     let warnings = field_warnings(&request.fields, route.spec(), request.operation);
-    let acl_path = if route == Route::ListKeys { "keys/" } else { rest };
-    let call = Call { state, ctx, mount: &mount, acl_path, fields };
+    let acl_path = if route == Route::ListKeys {
+        "keys/"
+    } else {
+        rest
+    };
+    let op = route.op(request.operation);
+    let call = Call {
+        state,
+        ctx,
+        mount: &mount,
+        acl_path,
+        op,
+        fields,
+    };
     let reply = route.dispatch(&call, request.operation);
     finish(reply, warnings)
 }
 
 /// The token check Vault runs before routing, for requests that end in 404/405:
 /// a missing or unusable token gets 403 rather than learning about the routes.
-fn precheck(state: &RestState, ctx: &RequestContext<'_>, path: &str, operation: Operation) -> Result<(), Reply> {
+/// Returns the denial, if any.
+fn precheck(
+    state: &RestState,
+    ctx: &RequestContext<'_>,
+    path: &str,
+    operation: Operation,
+) -> Option<Reply> {
     let capability = match operation {
         Operation::Read | Operation::Head => Capability::Read,
         Operation::Update => Capability::Update,
         Operation::Delete => Capability::Delete,
         Operation::List => Capability::List,
     };
-    let path: Cow<'_, str> = if operation == Operation::List { format!("{path}/").into() } else { path.into() };
-    state.service.authorize(ctx, &path, &[capability]).map(drop).map_err(|error| rest_reply(&error, None))
+    let path: Cow<'_, str> = if operation == Operation::List {
+        format!("{path}/").into()
+    } else {
+        path.into()
+    };
+    state
+        .service
+        .authorize(ctx, &path, &[capability])
+        .err()
+        .map(|error| rest_reply(&error, None))
 }
 
 /// Which fields an endpoint declares, and which of them are URL captures.
@@ -137,13 +165,20 @@ fn field_warnings(fields: &Map<String, Value>, spec: Spec, operation: Operation)
             if !value.is_null() {
                 replaced.push(name);
             }
-        } else if !spec.known.contains(&name) && !(name == "list" && matches!(operation, Operation::List | Operation::Read)) {
+        } else if !(spec.known.contains(&name)
+            || (name == "list" && matches!(operation, Operation::List | Operation::Read)))
+        {
             unknown.push(name);
         }
     }
+    unknown.sort_unstable();
+    replaced.sort_unstable();
     let mut warnings = Vec::new();
     if !unknown.is_empty() {
-        warnings.push(format!("Endpoint ignored these unrecognized parameters: [{}]", unknown.join(" ")));
+        warnings.push(format!(
+            "Endpoint ignored these unrecognized parameters: [{}]",
+            unknown.join(" ")
+        ));
     }
     if !replaced.is_empty() {
         warnings.push(format!(
@@ -158,9 +193,21 @@ fn field_warnings(fields: &Map<String, Value>, spec: Spec, operation: Operation)
 /// 204 and an error reply carries only its errors.
 fn finish(reply: Reply, extra: Vec<String>) -> Reply {
     match reply {
-        Reply::Envelope { status, data, mut warnings, auth, inject } if !extra.is_empty() => {
+        Reply::Envelope {
+            status,
+            data,
+            mut warnings,
+            auth,
+            inject,
+        } if !extra.is_empty() => {
             warnings.extend(extra);
-            Reply::Envelope { status, data, warnings, auth, inject }
+            Reply::Envelope {
+                status,
+                data,
+                warnings,
+                auth,
+                inject,
+            }
         }
         other => other,
     }
@@ -173,45 +220,54 @@ pub(super) struct Call<'a> {
     mount: &'a Mount,
     /// The path under the mount the ACL is checked against.
     acl_path: &'a str,
+    /// The operation the ACL sees.
+    op: TransitOp<'a>,
     /// The request's fields.
     fields: Fields<'a>,
 }
 
 impl Call<'_> {
-    /// Authorizes `op` and runs `handler` against the mount's engine; failures
-    /// become replies through `map` (usually [`rest_reply`] with the
+    /// Authorizes the request and runs `handler` against the mount's engine;
+    /// failures become replies through `map` (usually [`rest_reply`] with the
     /// endpoint's wording for a missing key).
     fn run(
         &self,
-        op: TransitOp<'_>,
         map: impl FnOnce(&ServiceError) -> Reply,
         handler: impl FnOnce(&Engine) -> Outcome,
     ) -> Reply {
-        let outcome = self.state.service.transit(&self.ctx, self.mount, op, Some(self.acl_path), |engine| Ok(handler(engine)));
+        let outcome = self.state.service.transit(
+            &self.ctx,
+            self.mount,
+            self.op,
+            Some(self.acl_path),
+            |engine| Ok(handler(engine)),
+        );
         match outcome {
-            Ok(Ok(reply)) | Ok(Err(Fail::Reply(reply))) => reply,
-            Ok(Err(Fail::Service(error))) | Err(error) => map(&error),
+            Ok(Ok(reply)) => reply,
+            Ok(Err(Fail::Reply(reply))) => *reply,
+            Ok(Err(Fail::Service(error))) => map(&error),
+            Err(error) => map(&error),
         }
     }
 
     /// [`Call::run`] with the shared mapping and `key_not_found` wording.
     fn run_default(
         &self,
-        op: TransitOp<'_>,
         key_not_found: Option<&str>,
         handler: impl FnOnce(&Engine) -> Outcome,
     ) -> Reply {
-        self.run(op, |error| rest_reply(error, key_not_found), handler)
+        self.run(|error| rest_reply(error, key_not_found), handler)
     }
 }
 
 /// Why a handler stopped early: a finished reply (a 400 for a bad field, ...)
 /// or an error for the mapping.
+/// Boxed: the happy path carries only the `Ok` side.
 pub(super) enum Fail {
     /// Answer this.
-    Reply(Reply),
+    Reply(Box<Reply>),
     /// Map this through the endpoint's error mapping.
-    Service(ServiceError),
+    Service(Box<ServiceError>),
 }
 
 /// What a handler returns.
@@ -219,30 +275,30 @@ pub(super) type Outcome = Result<Reply, Fail>;
 
 impl From<FieldError> for Fail {
     fn from(error: FieldError) -> Self {
-        Self::Reply(Reply::bad_request(error.to_string()))
+        Self::Reply(Box::new(Reply::bad_request(error.to_string())))
     }
 }
 
 impl From<EngineError> for Fail {
     fn from(error: EngineError) -> Self {
-        Self::Service(ServiceError::Engine(error))
+        Self::Service(Box::new(ServiceError::Engine(error)))
     }
 }
 
 impl From<Reply> for Fail {
     fn from(reply: Reply) -> Self {
-        Self::Reply(reply)
+        Self::Reply(Box::new(reply))
     }
 }
 
 /// A 400 with `message`.
 fn bad(message: impl Into<String>) -> Fail {
-    Fail::Reply(Reply::bad_request(message))
+    Reply::bad_request(message).into()
 }
 
 /// A 500 with `message` in Vault's plain-error form.
 fn internal(message: impl std::fmt::Display) -> Fail {
-    Fail::Reply(Reply::internal(message))
+    Reply::internal(message).into()
 }
 
 /// A string field, borrowed when it is one (the hot path), rendered when it is
@@ -310,7 +366,10 @@ mod tests {
     #[test]
     fn warnings_are_sorted_and_skip_captures() {
         let body = serde_json::json!({"zzz": 1, "bogus": 2, "input": "", "name": "k", "urlalgorithm": null});
-        let spec = Spec { known: &["input"], captures: &["name", "urlalgorithm"] };
+        let spec = Spec {
+            known: &["input"],
+            captures: &["name", "urlalgorithm"],
+        };
         let warnings = field_warnings(body.as_object().unwrap(), spec, Operation::Update);
         assert_eq!(
             warnings,
