@@ -1,6 +1,7 @@
 //! Runs a cipherd server: opens storage, builds the service, binds the
-//! listener, prints the listen line, serves until `shutdown` resolves, then
-//! seals (flushing encryption counters and zeroizing keys).
+//! listeners (REST, and gRPC unless disabled), prints the listen line, serves
+//! both until `shutdown` resolves, then seals (flushing encryption counters and
+//! zeroizing keys).
 //!
 //! `--dev` uses the in-memory store, initializes with one share, unseals
 //! itself and prints the root token. Otherwise the server starts sealed (or
@@ -15,6 +16,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::api::grpc;
 use crate::api::rest::{self, Limits};
 use crate::service::{Service, ServiceError, ServiceOptions};
 use crate::storage::{MemoryStorage, RedbStorage, Storage, StorageError};
@@ -28,6 +30,8 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10);
 pub struct ServerConfig {
     /// REST listen address (port 0 picks a free port).
     pub listen: SocketAddr,
+    /// gRPC listen address (port 0 picks a free port); `None` serves no gRPC.
+    pub grpc_listen: Option<SocketAddr>,
     /// Embedded store directory (ignored with `dev`).
     pub data_dir: Option<PathBuf>,
     /// In-memory, auto-unsealed development server.
@@ -80,8 +84,19 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
-    // Scripts and tests find the server by this line.
-    println!("cipherd listening rest=http://{address}");
+    let grpc_listener = match config.grpc_listen {
+        Some(grpc_address) => Some(tokio::net::TcpListener::bind(grpc_address).await?),
+        None => None,
+    };
+    // Scripts and tests find the server by this line: `rest=` first, then
+    // `grpc=` when gRPC is served.
+    match &grpc_listener {
+        Some(grpc_listener) => {
+            let grpc_address = grpc_listener.local_addr()?;
+            println!("cipherd listening rest=http://{address} grpc=http://{grpc_address}");
+        }
+        None => println!("cipherd listening rest=http://{address}"),
+    }
 
     let housekeeping = {
         let service = service.clone();
@@ -95,8 +110,29 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
             }
         })
     };
+    // One shutdown signal, heard by both servers.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
     let app = rest::router(service.clone(), config.limits);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let rest_served = async {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(until_stopped(stopped.clone()))
+            .await
+    };
+    let grpc_served = async {
+        match grpc_listener {
+            Some(grpc_listener) => grpc::serve(grpc_listener, service.clone(), until_stopped(stopped.clone())).await,
+            None => Ok(()),
+        }
+    };
+    // The first server to fail stops the other (its future is dropped).
+    let served = tokio::try_join!(rest_served, grpc_served);
     housekeeping.abort();
     service.seal_now();
     served?;

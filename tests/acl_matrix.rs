@@ -94,12 +94,21 @@ const POLICIES: &[(&str, &str)] = &[
 /// list would inherit the root parent's `root`). `root` is the root token.
 const TOKENS: &[(&str, &[&str])] = &[
     ("payments-encrypt-only", &["payments-encrypt-only"]),
-    ("payments-both", &["payments-encrypt-only", "payments-decrypt"]),
+    (
+        "payments-both",
+        &["payments-encrypt-only", "payments-decrypt"],
+    ),
     ("read-all-transit-keys", &["read-all-transit-keys"]),
     ("deny-export", &["deny-export"]),
     ("plus-segment", &["plus-segment"]),
-    ("keys-but-secret", &["read-all-transit-keys", "deny-secret-key"]),
-    ("keys-glob-denied", &["read-all-transit-keys", "deny-all-keys"]),
+    (
+        "keys-but-secret",
+        &["read-all-transit-keys", "deny-secret-key"],
+    ),
+    (
+        "keys-glob-denied",
+        &["read-all-transit-keys", "deny-all-keys"],
+    ),
     ("operator", &["operator"]),
     ("default", &["default"]),
     ("missing-policy", &["no-such-policy"]),
@@ -108,16 +117,66 @@ const TOKENS: &[(&str, &[&str])] = &[
 /// (token, path, capability, allowed).
 const MATRIX: &[(&str, &str, Capability, bool)] = &[
     // payments-encrypt-only: exactly one path, exactly one capability.
-    ("payments-encrypt-only", "transit/encrypt/payments", Update, true),
-    ("payments-encrypt-only", "transit/encrypt/payments", Create, false),
-    ("payments-encrypt-only", "transit/encrypt/payments", Read, false),
-    ("payments-encrypt-only", "transit/decrypt/payments", Update, false),
-    ("payments-encrypt-only", "transit/encrypt/payroll", Update, false),
-    ("payments-encrypt-only", "transit/encrypt/payments/v2", Update, false),
-    ("payments-encrypt-only", "transit/encrypt/payment", Update, false),
-    ("payments-encrypt-only", "transit/keys/payments", Read, false),
-    ("payments-encrypt-only", "transit/encrypt/payments", Sudo, false),
-    ("payments-encrypt-only", "auth/token/lookup-self", Read, true),
+    (
+        "payments-encrypt-only",
+        "transit/encrypt/payments",
+        Update,
+        true,
+    ),
+    (
+        "payments-encrypt-only",
+        "transit/encrypt/payments",
+        Create,
+        false,
+    ),
+    (
+        "payments-encrypt-only",
+        "transit/encrypt/payments",
+        Read,
+        false,
+    ),
+    (
+        "payments-encrypt-only",
+        "transit/decrypt/payments",
+        Update,
+        false,
+    ),
+    (
+        "payments-encrypt-only",
+        "transit/encrypt/payroll",
+        Update,
+        false,
+    ),
+    (
+        "payments-encrypt-only",
+        "transit/encrypt/payments/v2",
+        Update,
+        false,
+    ),
+    (
+        "payments-encrypt-only",
+        "transit/encrypt/payment",
+        Update,
+        false,
+    ),
+    (
+        "payments-encrypt-only",
+        "transit/keys/payments",
+        Read,
+        false,
+    ),
+    (
+        "payments-encrypt-only",
+        "transit/encrypt/payments",
+        Sudo,
+        false,
+    ),
+    (
+        "payments-encrypt-only",
+        "auth/token/lookup-self",
+        Read,
+        true,
+    ),
     // Two policies: capabilities from both, nothing more.
     ("payments-both", "transit/encrypt/payments", Update, true),
     ("payments-both", "transit/decrypt/payments", Update, true),
@@ -129,18 +188,53 @@ const MATRIX: &[(&str, &str, Capability, bool)] = &[
     ("read-all-transit-keys", "transit/keys/", List, true),
     ("read-all-transit-keys", "transit/keys", List, true),
     ("read-all-transit-keys", "transit/keys", Read, false),
-    ("read-all-transit-keys", "transit/keys/payments", Update, false),
-    ("read-all-transit-keys", "transit/keys/payments", Delete, false),
-    ("read-all-transit-keys", "transit/keys/payments/config", Update, false),
-    ("read-all-transit-keys", "transit/export/encryption-key/payments", Read, false),
-    ("read-all-transit-keys", "transit/encrypt/payments", Update, false),
+    (
+        "read-all-transit-keys",
+        "transit/keys/payments",
+        Update,
+        false,
+    ),
+    (
+        "read-all-transit-keys",
+        "transit/keys/payments",
+        Delete,
+        false,
+    ),
+    (
+        "read-all-transit-keys",
+        "transit/keys/payments/config",
+        Update,
+        false,
+    ),
+    (
+        "read-all-transit-keys",
+        "transit/export/encryption-key/payments",
+        Read,
+        false,
+    ),
+    (
+        "read-all-transit-keys",
+        "transit/encrypt/payments",
+        Update,
+        false,
+    ),
     // deny-export: broad grant, deny on the export and backup subtrees.
     ("deny-export", "transit/encrypt/payments", Update, true),
     ("deny-export", "transit/encrypt/payments", Create, true),
     ("deny-export", "transit/keys/payments", Delete, true),
     ("deny-export", "transit/keys/", List, true),
-    ("deny-export", "transit/export/encryption-key/payments", Read, false),
-    ("deny-export", "transit/export/encryption-key/payments/1", Read, false),
+    (
+        "deny-export",
+        "transit/export/encryption-key/payments",
+        Read,
+        false,
+    ),
+    (
+        "deny-export",
+        "transit/export/encryption-key/payments/1",
+        Read,
+        false,
+    ),
     ("deny-export", "transit/backup/payments", Read, false),
     ("deny-export", "transit/export/", List, false),
     ("deny-export", "transit/keys/payments", Patch, false),
@@ -199,8 +293,18 @@ const MATRIX: &[(&str, &str, Capability, bool)] = &[
     ("root", "any/path/at/all", Delete, true),
     ("root", "transit/keys/payments", Deny, false),
     // Nobody is granted `deny`.
-    ("deny-export", "transit/export/encryption-key/payments", Deny, false),
-    ("payments-encrypt-only", "transit/encrypt/payments", Deny, false),
+    (
+        "deny-export",
+        "transit/export/encryption-key/payments",
+        Deny,
+        false,
+    ),
+    (
+        "payments-encrypt-only",
+        "transit/encrypt/payments",
+        Deny,
+        false,
+    ),
 ];
 
 struct World {
@@ -292,8 +396,15 @@ fn check_matrix(world: &World) {
         TOKENS.len() + 1
     );
     assert!(MATRIX.len() >= 60);
-    assert!(allowed > 20 && MATRIX.len() - allowed > 20, "both kinds of case are covered");
-    assert!(failures.is_empty(), "ACL matrix failures:\n{}", failures.join("\n"));
+    assert!(
+        allowed > 20 && MATRIX.len() - allowed > 20,
+        "both kinds of case are covered"
+    );
+    assert!(
+        failures.is_empty(),
+        "ACL matrix failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -321,14 +432,26 @@ fn capabilities_self_view_matches_the_matrix() {
             .capabilities(world.token(label), path)
             .expect("capabilities")
     };
-    assert_eq!(caps("payments-encrypt-only", "transit/encrypt/payments"), ["update"]);
-    assert_eq!(caps("payments-encrypt-only", "transit/decrypt/payments"), ["deny"]);
-    assert_eq!(caps("read-all-transit-keys", "transit/keys/x"), ["list", "read"]);
+    assert_eq!(
+        caps("payments-encrypt-only", "transit/encrypt/payments"),
+        ["update"]
+    );
+    assert_eq!(
+        caps("payments-encrypt-only", "transit/decrypt/payments"),
+        ["deny"]
+    );
+    assert_eq!(
+        caps("read-all-transit-keys", "transit/keys/x"),
+        ["list", "read"]
+    );
     assert_eq!(
         caps("deny-export", "transit/keys/x"),
         ["create", "delete", "list", "read", "update"]
     );
-    assert_eq!(caps("deny-export", "transit/export/encryption-key/x"), ["deny"]);
+    assert_eq!(
+        caps("deny-export", "transit/export/encryption-key/x"),
+        ["deny"]
+    );
     assert_eq!(caps("keys-but-secret", "transit/keys/secret"), ["deny"]);
     assert_eq!(caps("operator", "sys/seal"), ["sudo", "update"]);
     assert_eq!(caps("root", "transit/anything"), ["root"]);
@@ -340,7 +463,12 @@ fn upsert_needs_create_or_update() {
     let world = world();
     let upsert = [Create, Update];
     let encrypt_only = world.token("payments-encrypt-only");
-    assert!(world.auth.authorize_any(encrypt_only, "transit/encrypt/payments", &upsert).is_ok());
+    assert!(
+        world
+            .auth
+            .authorize_any(encrypt_only, "transit/encrypt/payments", &upsert)
+            .is_ok()
+    );
     assert!(
         world
             .auth
@@ -348,7 +476,12 @@ fn upsert_needs_create_or_update() {
             .is_err(),
         "auto-creating the key needs `create`"
     );
-    assert!(world.auth.authorize_any(encrypt_only, "transit/encrypt/other", &upsert).is_err());
+    assert!(
+        world
+            .auth
+            .authorize_any(encrypt_only, "transit/encrypt/other", &upsert)
+            .is_err()
+    );
 }
 
 fn verdict(allowed: bool) -> &'static str {

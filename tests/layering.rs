@@ -62,8 +62,14 @@ fn storage_knows_no_keys() {
     rust_files(&root, &mut files);
     for file in files {
         let text = fs::read_to_string(&file).expect("read source");
+        // Docs may point at the barrier; code may not use it.
+        let code: String = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
         for needle in ["crate::keyring", "crate::engine", "crate::seal", "crate::crypto::aead"] {
-            assert!(!text.contains(needle), "{} uses {needle}", file.display());
+            assert!(!code.contains(needle), "{} uses {needle}", file.display());
         }
     }
 }

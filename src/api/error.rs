@@ -4,12 +4,15 @@
 //! failures) are logged, not sent.
 
 use axum::http::StatusCode;
+use tonic::{Code, Status};
 
 use crate::auth::AuthError;
+use crate::crypto::CryptoError;
 use crate::engine::EngineError;
-use crate::keyring::ErrorClass;
+use crate::keyring::{ErrorClass, KeyringError};
 use crate::seal::SealError;
 use crate::service::ServiceError;
+use crate::storage::StorageError;
 
 use super::rest::reply::{Reply, multierror};
 
@@ -86,4 +89,153 @@ fn engine_reply(error: &EngineError, key_not_found: Option<&str>) -> Reply {
             Reply::internal("internal error")
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// gRPC
+
+/// The message of every `INTERNAL` status: the details go to the log only.
+const GRPC_INTERNAL: &str = "internal error";
+
+/// The gRPC status for a service error: `INVALID_ARGUMENT` for bad input (and
+/// failed decryption), `PERMISSION_DENIED`, `NOT_FOUND` for a missing key or
+/// mount, `UNAVAILABLE` while sealed, `RESOURCE_EXHAUSTED` for a batch over the
+/// limit, `FAILED_PRECONDITION` when the key or server is not in a state that
+/// allows the request, and `INTERNAL` with a generic message for everything
+/// that is the server's fault (logged here, never sent).
+pub fn grpc_status(error: &ServiceError) -> Status {
+    match error {
+        ServiceError::Sealed => Status::unavailable("Vault is sealed"),
+        ServiceError::NotInitialized => Status::unavailable(error.to_string()),
+        ServiceError::PermissionDenied => Status::permission_denied("permission denied"),
+        ServiceError::NoSuchMount { .. } => Status::not_found(error.to_string()),
+        ServiceError::MountInvalid(message) => Status::invalid_argument(message.clone()),
+        ServiceError::Auth(auth) => auth_status(auth),
+        ServiceError::Seal(seal) => seal_status(seal),
+        ServiceError::Storage(storage) => storage_status(storage),
+        ServiceError::Engine(engine) => engine_status(engine),
+    }
+}
+
+fn internal_status(error: &dyn std::fmt::Display, layer: &'static str) -> Status {
+    tracing::error!(%error, layer, "internal failure");
+    Status::internal(GRPC_INTERNAL)
+}
+
+fn storage_status(error: &StorageError) -> Status {
+    match error {
+        StorageError::Sealed => Status::unavailable("Vault is sealed"),
+        StorageError::Backend { .. } | StorageError::Corrupt { .. } | StorageError::InvalidPath { .. } => {
+            internal_status(error, "storage")
+        }
+    }
+}
+
+fn auth_status(error: &AuthError) -> Status {
+    match error {
+        AuthError::PermissionDenied => Status::permission_denied("permission denied"),
+        AuthError::InvalidPolicy { .. } | AuthError::InvalidRequest(_) => {
+            Status::invalid_argument(error.to_string())
+        }
+        AuthError::NotRenewable => Status::failed_precondition(error.to_string()),
+        AuthError::Storage(storage) => storage_status(storage),
+    }
+}
+
+fn seal_status(error: &SealError) -> Status {
+    match error {
+        SealError::Sealed => Status::unavailable("Vault is sealed"),
+        SealError::Storage(storage) => storage_status(storage),
+        SealError::AlreadyInitialized | SealError::NotInitialized => {
+            Status::failed_precondition(error.to_string())
+        }
+        SealError::DuplicateShare
+        | SealError::InvalidParameters { .. }
+        | SealError::InvalidShare { .. }
+        | SealError::WrongShares => Status::invalid_argument(error.to_string()),
+    }
+}
+
+fn engine_status(error: &EngineError) -> Status {
+    match error {
+        EngineError::KeyNotFound { .. } => Status::not_found(error.to_string()),
+        EngineError::KeyExists { .. } => Status::already_exists(error.to_string()),
+        EngineError::Keyring(keyring) => keyring_status(keyring),
+        EngineError::BatchTooLarge { .. } => Status::resource_exhausted(error.to_string()),
+        EngineError::BatchEmpty
+        | EngineError::BatchContextMixed
+        | EngineError::InvalidBitLength
+        | EngineError::InvalidKeyName
+        | EngineError::RandomBytesOutOfRange(_) => Status::invalid_argument(error.to_string()),
+        // Safe to retry: another writer changed the key at the same moment.
+        EngineError::WriteConflict { .. } => Status::aborted(error.to_string()),
+        EngineError::Storage(storage) => storage_status(storage),
+        EngineError::StoredKeyUnreadable { .. } => internal_status(error, "engine"),
+    }
+}
+
+/// Keyring errors carry Vault's texts, which name the defect and never hold
+/// key material, plaintext or ciphertext.
+fn keyring_status(error: &KeyringError) -> Status {
+    let code = match error {
+        KeyringError::Crypto(crypto) => match crypto {
+            CryptoError::KeyGeneration | CryptoError::SigningFailed => {
+                return internal_status(error, "keyring");
+            }
+            CryptoError::AuthenticationFailed
+            | CryptoError::RsaDecryptionFailed
+            | CryptoError::CiphertextTooShort
+            | CryptoError::InvalidKeyLength { .. }
+            | CryptoError::InvalidNonceLength { .. }
+            | CryptoError::InvalidKeyEncoding(_)
+            | CryptoError::MalformedSignature
+            | CryptoError::MessageTooLong
+            | CryptoError::InvalidSaltLength(_)
+            | CryptoError::UnsupportedHash(_)
+            | CryptoError::InvalidDigestLength { .. }
+            | CryptoError::PublicKeyOnly
+            | CryptoError::InvalidOutputLength(_) => Code::InvalidArgument,
+        },
+        // The key's configuration forbids the request.
+        KeyringError::BackupNotAllowed(_)
+        | KeyringError::DeletionNotAllowed
+        | KeyringError::ExportNotAllowed(_)
+        | KeyringError::ImportedKeyRotationNotAllowed(_) => Code::FailedPrecondition,
+        KeyringError::AssociatedDataNotSupported(_)
+        | KeyringError::AuthenticationFailed
+        | KeyringError::AutoRotatePeriodTooShort
+        | KeyringError::BackupInvalid(_)
+        | KeyringError::CiphertextTooShort
+        | KeyringError::ConfigInvalid(_)
+        | KeyringError::ConvergentRequiresDerivation
+        | KeyringError::ConvergentNotSupported(_)
+        | KeyringError::DecryptionNotSupported(_)
+        | KeyringError::DerivationNotSupported(_)
+        | KeyringError::EncryptionNotSupported(_)
+        | KeyringError::ExportUnsupported(_)
+        | KeyringError::HashNoneRequiresPkcs1Prehashed
+        | KeyringError::HmacVersionTooOld
+        | KeyringError::HmacVersionMissing { .. }
+        | KeyringError::ImportInvalid(_)
+        | KeyringError::KeySizeInvalid(_)
+        | KeyringError::Malformed(..)
+        | KeyringError::MissingContext
+        | KeyringError::NoSuchVersion
+        | KeyringError::PublicKeyOnly(_)
+        | KeyringError::RsaDecrypt(_)
+        | KeyringError::RsaEncrypt(_)
+        | KeyringError::SigningNotSupported(_)
+        | KeyringError::TrimInvalid(_)
+        | KeyringError::VerificationNotSupported(_)
+        | KeyringError::VersionOutOfRange(..)
+        | KeyringError::VersionTooNew(_)
+        | KeyringError::VersionTooOld(_) => Code::InvalidArgument,
+    };
+    Status::new(code, error.to_string())
+}
+
+/// A per-item failure in a gRPC batch: the text a failed item carries (the
+/// status message the same failure would have as a single call).
+pub fn grpc_item_error(error: &KeyringError) -> String {
+    keyring_status(error).message().to_owned()
 }

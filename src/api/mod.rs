@@ -3,4 +3,5 @@
 //! where service errors become HTTP statuses (and gRPC codes).
 
 pub mod error;
+pub mod grpc;
 pub mod rest;

@@ -20,7 +20,7 @@
 //! pattern. `deny` on `transit/keys/*` does not override an exact grant on
 //! `transit/keys/orders` from another policy, because the exact rule wins first.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
@@ -306,7 +306,7 @@ impl Acl {
                 acl.exact.insert(pattern.into(), caps);
             }
         }
-        acl.prefix.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        acl.prefix.sort_by_key(|(prefix, _)| Reverse(prefix.len()));
         acl
     }
 
@@ -397,7 +397,9 @@ impl SegmentRule {
     /// literally, and with a trailing `*` the last pattern segment is a prefix of
     /// the request's segment and further request segments are allowed.
     fn matches(&self, path: &str, path_segments: usize) -> bool {
-        if path_segments < self.parts.len() || (!self.is_prefix && path_segments != self.parts.len()) {
+        if path_segments < self.parts.len()
+            || (!self.is_prefix && path_segments != self.parts.len())
+        {
             return false;
         }
         let last = self.parts.len() - 1;
@@ -578,12 +580,18 @@ mod tests {
 
     #[test]
     fn priority_fewer_wildcards_then_longer() {
-        let acl = acl(&[rule("foo/+/+/baz", &["read"]), rule("foo/+/x/baz", &["update"])]);
+        let acl = acl(&[
+            rule("foo/+/+/baz", &["read"]),
+            rule("foo/+/x/baz", &["update"]),
+        ]);
         assert!(acl.allows("foo/a/x/baz", Capability::Update));
         assert!(!acl.allows("foo/a/x/baz", Capability::Read));
         assert!(acl.allows("foo/a/y/baz", Capability::Read));
         // Same position, both globs, same wildcards: the longer one wins.
-        let acl2 = self::acl(&[rule("foo/+/bar/b*", &["read"]), rule("foo/+/bar/ba*", &["update"])]);
+        let acl2 = self::acl(&[
+            rule("foo/+/bar/b*", &["read"]),
+            rule("foo/+/bar/ba*", &["update"]),
+        ]);
         assert!(acl2.allows("foo/x/bar/baz", Capability::Update));
         assert!(!acl2.allows("foo/x/bar/baz", Capability::Read));
         assert!(acl2.allows("foo/x/bar/bz", Capability::Read));
@@ -615,12 +623,18 @@ mod tests {
     #[test]
     fn templated_patterns_never_match() {
         let acl = acl(&[rule("identity/entity/id/{{identity.entity.id}}", &["read"])]);
-        assert!(!acl.allows("identity/entity/id/{{identity.entity.id}}", Capability::Read));
+        assert!(!acl.allows(
+            "identity/entity/id/{{identity.entity.id}}",
+            Capability::Read
+        ));
     }
 
     #[test]
     fn capability_names_are_sorted() {
-        let acl = acl(&[rule("a", &["update", "sudo", "create", "read", "subscribe"])]);
+        let acl = acl(&[rule(
+            "a",
+            &["update", "sudo", "create", "read", "subscribe"],
+        )]);
         assert_eq!(
             acl.capability_names("a"),
             ["create", "read", "subscribe", "sudo", "update"]

@@ -151,7 +151,10 @@ impl Auth {
     }
 
     /// [`Auth::open`] with an explicit clock (tests use [`ManualClock`]).
-    pub fn open_with_clock(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Self, AuthError> {
+    pub fn open_with_clock(
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, AuthError> {
         let key = load_or_create_salt(storage.as_ref())?;
         let hasher = TokenHasher::new(key.expose_secret());
         let policies = load_policies(storage.as_ref())?;
@@ -206,7 +209,11 @@ impl Auth {
     /// policies must be a subset of the parent's (plus `default`), and `id`,
     /// `no_parent` and `period` are refused; only a root parent can create a
     /// root token; `default` is added unless `no_default_policy`.
-    pub fn create_token(&self, parent: &TokenEntry, request: &TokenRequest) -> Result<IssuedToken, AuthError> {
+    pub fn create_token(
+        &self,
+        parent: &TokenEntry,
+        request: &TokenRequest,
+    ) -> Result<IssuedToken, AuthError> {
         let _writes = self.token_writes.lock();
         let now = self.clock.now_unix();
         let parent = {
@@ -261,7 +268,9 @@ impl Auth {
         if !is_sudo {
             let allowed = token::sanitize_policies(&parent.policies, true);
             if !policies.iter().all(|name| allowed.contains(name)) {
-                return Err(AuthError::invalid("child policies must be subset of parent"));
+                return Err(AuthError::invalid(
+                    "child policies must be subset of parent",
+                ));
             }
         }
         policies = token::sanitize_policies(&policies, !request.no_default_policy);
@@ -336,7 +345,12 @@ impl Auth {
     /// use-limited token (revoking it at its last use), and returns its entry.
     /// Unknown, expired and denied tokens all get
     /// [`AuthError::PermissionDenied`].
-    pub fn authorize(&self, token: &str, path: &str, capability: Capability) -> Result<Arc<TokenEntry>, AuthError> {
+    pub fn authorize(
+        &self,
+        token: &str,
+        path: &str,
+        capability: Capability,
+    ) -> Result<Arc<TokenEntry>, AuthError> {
         self.authorize_any(token, path, std::slice::from_ref(&capability))
     }
 
@@ -350,7 +364,10 @@ impl Auth {
     ) -> Result<Arc<TokenEntry>, AuthError> {
         let (hash, live) = self.resolve(token)?;
         let acl = self.acl_of(&live);
-        if !capabilities.iter().any(|&capability| acl.allows(path, capability)) {
+        if !capabilities
+            .iter()
+            .any(|&capability| acl.allows(path, capability))
+        {
             return Err(AuthError::PermissionDenied);
         }
         self.use_once(hash, &live.entry)
@@ -367,7 +384,11 @@ impl Auth {
     ) -> Result<Arc<TokenEntry>, AuthError> {
         let (hash, live) = self.resolve(token)?;
         let acl = self.acl_of(&live);
-        if capabilities.is_empty() || !capabilities.iter().all(|&capability| acl.allows(path, capability)) {
+        if capabilities.is_empty()
+            || !capabilities
+                .iter()
+                .all(|&capability| acl.allows(path, capability))
+        {
             return Err(AuthError::PermissionDenied);
         }
         self.use_once(hash, &live.entry)
@@ -402,7 +423,11 @@ impl Auth {
     /// period for periodic tokens), capped by the explicit max TTL and the system
     /// max from creation. Root and non-renewable tokens get
     /// [`AuthError::NotRenewable`]; unknown or expired ones `PermissionDenied`.
-    pub fn renew(&self, token: &str, increment_secs: Option<u64>) -> Result<Arc<TokenEntry>, AuthError> {
+    pub fn renew(
+        &self,
+        token: &str,
+        increment_secs: Option<u64>,
+    ) -> Result<Arc<TokenEntry>, AuthError> {
         let _writes = self.token_writes.lock();
         let (_, live) = self.resolve(token)?;
         let slot = self
@@ -415,7 +440,11 @@ impl Auth {
     }
 
     /// [`Auth::renew`] by accessor (`auth/token/renew-accessor`).
-    pub fn renew_accessor(&self, accessor: &str, increment_secs: Option<u64>) -> Result<Arc<TokenEntry>, AuthError> {
+    pub fn renew_accessor(
+        &self,
+        accessor: &str,
+        increment_secs: Option<u64>,
+    ) -> Result<Arc<TokenEntry>, AuthError> {
         let _writes = self.token_writes.lock();
         let slot = self.live_slot_by_accessor(accessor)?;
         self.renew_locked(slot, increment_secs)
@@ -509,7 +538,9 @@ impl Auth {
             return Err(AuthError::invalid("cannot update \"root\" policy"));
         }
         if hcl.trim().is_empty() {
-            return Err(AuthError::invalid("'policy' parameter not supplied or empty"));
+            return Err(AuthError::invalid(
+                "'policy' parameter not supplied or empty",
+            ));
         }
         let rules = policy::parse(hcl).map_err(|reason| AuthError::InvalidPolicy { reason })?;
         let _writes = self.policy_writes.lock();
@@ -635,7 +666,11 @@ impl Auth {
     }
 
     /// After a successful ACL check: counts one use of a use-limited token.
-    fn use_once(&self, hash: TokenHash, entry: &Arc<TokenEntry>) -> Result<Arc<TokenEntry>, AuthError> {
+    fn use_once(
+        &self,
+        hash: TokenHash,
+        entry: &Arc<TokenEntry>,
+    ) -> Result<Arc<TokenEntry>, AuthError> {
         if entry.num_uses == 0 {
             return Ok(Arc::clone(entry));
         }
@@ -662,7 +697,11 @@ impl Auth {
         Ok(updated)
     }
 
-    fn renew_locked(&self, slot: Slot, increment_secs: Option<u64>) -> Result<Arc<TokenEntry>, AuthError> {
+    fn renew_locked(
+        &self,
+        slot: Slot,
+        increment_secs: Option<u64>,
+    ) -> Result<Arc<TokenEntry>, AuthError> {
         let entry = &slot.entry;
         if entry.expire_time_unix.is_none() || !entry.renewable {
             return Err(AuthError::NotRenewable);
@@ -707,10 +746,17 @@ impl Auth {
     }
 
     /// Stores a new token and makes it live.
-    fn issue(&self, token: SecretString, entry: TokenEntry, warnings: Vec<String>) -> Result<IssuedToken, AuthError> {
+    fn issue(
+        &self,
+        token: SecretString,
+        entry: TokenEntry,
+        warnings: Vec<String>,
+    ) -> Result<IssuedToken, AuthError> {
         let hash = self.hasher.hash(token.expose_secret());
         if self.tokens.read().by_hash(&hash).is_some() {
-            return Err(AuthError::invalid("cannot create a token with a duplicate ID"));
+            return Err(AuthError::invalid(
+                "cannot create a token with a duplicate ID",
+            ));
         }
         self.persist_token(&hash, &entry)?;
         let entry = Arc::new(entry);
@@ -796,9 +842,11 @@ fn load_or_create_salt(storage: &dyn Storage) -> Result<SecretBytes, AuthError> 
             if storage.compare_and_set(SALT_PATH, None, Some(fresh.expose_secret()))? {
                 return Ok(fresh);
             }
-            storage.get(SALT_PATH)?.ok_or_else(|| StorageError::Corrupt {
-                path: SALT_PATH.to_owned(),
-            })?
+            storage
+                .get(SALT_PATH)?
+                .ok_or_else(|| StorageError::Corrupt {
+                    path: SALT_PATH.to_owned(),
+                })?
         }
     };
     if stored.len() != SALT_LEN {

@@ -179,7 +179,10 @@ fn hcl_blocks(text: &str) -> Result<Vec<PathBlock>, String> {
         match structure {
             Structure::Block(block) if block.identifier.as_str() == "path" => {
                 let [label] = <[BlockLabel; 1]>::try_from(block.labels).map_err(|labels| {
-                    format!("path block must have exactly one label, found {}", labels.len())
+                    format!(
+                        "path block must have exactly one label, found {}",
+                        labels.len()
+                    )
                 })?;
                 let label = label.into_inner();
                 let body = block_body(&label, block.body)?;
@@ -467,7 +470,8 @@ mod tests {
         let hcl = rules(r#"path "transit/encrypt/orders" { capabilities = ["update"] }"#);
         let json = rules(r#"{"path": {"transit/encrypt/orders": {"capabilities": ["update"]}}}"#);
         assert_eq!(hcl, json);
-        let object_form = rules(r#"path = { "transit/encrypt/orders" = { capabilities = ["update"] } }"#);
+        let object_form =
+            rules(r#"path = { "transit/encrypt/orders" = { capabilities = ["update"] } }"#);
         assert_eq!(hcl, object_form);
     }
 
@@ -567,7 +571,10 @@ mod tests {
         );
         let duplicate =
             error("path \"a\" {\n capabilities = [\"read\"]\n capabilities = [\"update\"]\n}");
-        assert!(duplicate.starts_with("At 3:2:") && duplicate.contains("redefined"), "{duplicate}");
+        assert!(
+            duplicate.starts_with("At 3:2:") && duplicate.contains("redefined"),
+            "{duplicate}"
+        );
         assert_eq!(
             error("path \"a\" {\n allowed_parameters = {}\n allowed_parameters {}\n}"),
             r#"path "a": duplicate key "allowed_parameters""#

@@ -77,7 +77,10 @@ fn dump(storage: &dyn Storage) -> Vec<(String, Vec<u8>)> {
             if child.ends_with('/') {
                 walk(storage, &path, out);
             } else {
-                let value = storage.get(&path).expect("get").expect("listed entry exists");
+                let value = storage
+                    .get(&path)
+                    .expect("get")
+                    .expect("listed entry exists");
                 out.push((path, value));
             }
         }
@@ -88,7 +91,9 @@ fn dump(storage: &dyn Storage) -> Vec<(String, Vec<u8>)> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 #[test]
@@ -112,16 +117,29 @@ fn root_token_allows_everything_and_never_expires() {
     let f = Fixture::new();
     let token = secret(&f.root);
     assert!(token.starts_with("hvs."));
-    let entry = f.auth.authorize(token, "sys/seal", Capability::Sudo).expect("root may");
+    let entry = f
+        .auth
+        .authorize(token, "sys/seal", Capability::Sudo)
+        .expect("root may");
     assert_eq!(entry.policies, ["root"]);
     assert!(entry.is_root && entry.orphan && !entry.renewable);
     assert_eq!(entry.expire_time_unix, None);
     assert_eq!(entry.path, "auth/token/root");
     assert_eq!(entry.display_name, "root");
     f.clock.advance(10 * MAX_TTL_SECS);
-    assert!(f.auth.authorize(token, "transit/keys/x", Capability::Delete).is_ok());
-    assert_eq!(f.auth.capabilities(token, "anything").expect("caps"), ["root"]);
-    assert!(matches!(f.auth.renew(token, None), Err(AuthError::NotRenewable)));
+    assert!(
+        f.auth
+            .authorize(token, "transit/keys/x", Capability::Delete)
+            .is_ok()
+    );
+    assert_eq!(
+        f.auth.capabilities(token, "anything").expect("caps"),
+        ["root"]
+    );
+    assert!(matches!(
+        f.auth.renew(token, None),
+        Err(AuthError::NotRenewable)
+    ));
     assert!(denied(f.auth.authorize(token, "x", Capability::Deny)));
 }
 
@@ -130,7 +148,11 @@ fn fixed_root_token_id() {
     let f = Fixture::new();
     let dev = f.auth.create_root_token(Some("root")).expect("dev root");
     assert_eq!(dev.token.expose_secret(), "root");
-    assert!(f.auth.authorize("root", "transit/encrypt/a", Capability::Update).is_ok());
+    assert!(
+        f.auth
+            .authorize("root", "transit/encrypt/a", Capability::Update)
+            .is_ok()
+    );
     assert_eq!(
         invalid_request(f.auth.create_root_token(Some("root"))),
         "cannot create a token with a duplicate ID"
@@ -145,7 +167,11 @@ fn fixed_root_token_id() {
 fn unknown_and_empty_tokens_are_denied() {
     let f = Fixture::new();
     for token in ["", "hvs.nope", "root"] {
-        assert!(denied(f.auth.authorize(token, "transit/keys/a", Capability::Read)));
+        assert!(denied(f.auth.authorize(
+            token,
+            "transit/keys/a",
+            Capability::Read
+        )));
         assert!(denied(f.auth.lookup(token)));
         assert!(denied(f.auth.capabilities(token, "a")));
     }
@@ -155,10 +181,16 @@ fn unknown_and_empty_tokens_are_denied() {
 fn child_policies_must_be_a_subset_unless_sudo() {
     let f = Fixture::new();
     f.auth
-        .put_policy("p1", r#"path "transit/encrypt/a" { capabilities = ["update"] }"#)
+        .put_policy(
+            "p1",
+            r#"path "transit/encrypt/a" { capabilities = ["update"] }"#,
+        )
         .expect("p1");
     f.auth
-        .put_policy("p2", r#"path "transit/decrypt/a" { capabilities = ["update"] }"#)
+        .put_policy(
+            "p2",
+            r#"path "transit/decrypt/a" { capabilities = ["update"] }"#,
+        )
         .expect("p2");
     let parent = f.child(
         &f.root,
@@ -170,7 +202,10 @@ fn child_policies_must_be_a_subset_unless_sudo() {
     );
     assert_eq!(parent.entry.policies, ["p1", "p2"]);
     assert!(!parent.entry.orphan);
-    assert_eq!(parent.entry.parent_accessor.as_ref(), Some(&f.root.entry.accessor));
+    assert_eq!(
+        parent.entry.parent_accessor.as_ref(),
+        Some(&f.root.entry.accessor)
+    );
 
     // Subset: fine, and `default` may be added even though the parent lacks it.
     let child = f.child(
@@ -226,7 +261,10 @@ fn child_policies_must_be_a_subset_unless_sudo() {
             "root or sudo privileges required to create periodic token",
         ),
     ] {
-        assert_eq!(invalid_request(f.auth.create_token(&parent.entry, &request)), message);
+        assert_eq!(
+            invalid_request(f.auth.create_token(&parent.entry, &request)),
+            message
+        );
     }
     // The create-orphan endpoint needs no sudo.
     let orphan = f.child(
@@ -293,7 +331,10 @@ fn root_parent_creates_root_children_without_ttl() {
     assert_eq!(limited.entry.expire_time_unix, Some(T0 + 60));
     // An expiring root token cannot make a non-expiring one.
     assert_eq!(
-        invalid_request(f.auth.create_token(&limited.entry, &TokenRequest::default())),
+        invalid_request(
+            f.auth
+                .create_token(&limited.entry, &TokenRequest::default())
+        ),
         "expiring root tokens cannot create non-expiring root tokens"
     );
 }
@@ -361,11 +402,19 @@ fn tokens_expire_and_are_tidied() {
         },
     );
     let token = secret(&issued);
-    assert!(f.auth.authorize(token, "auth/token/lookup-self", Capability::Read).is_ok());
+    assert!(
+        f.auth
+            .authorize(token, "auth/token/lookup-self", Capability::Read)
+            .is_ok()
+    );
     f.clock.advance(59);
     assert!(f.auth.lookup(token).is_ok());
     f.clock.advance(1);
-    assert!(denied(f.auth.authorize(token, "auth/token/lookup-self", Capability::Read)));
+    assert!(denied(f.auth.authorize(
+        token,
+        "auth/token/lookup-self",
+        Capability::Read
+    )));
     assert!(denied(f.auth.lookup(token)));
     assert!(denied(f.auth.renew(token, None)));
     assert_eq!(
@@ -382,7 +431,10 @@ fn tokens_expire_and_are_tidied() {
 fn children_die_when_an_ancestor_expires() {
     let f = Fixture::new();
     f.auth
-        .put_policy("creator", r#"path "auth/token/create" { capabilities = ["update"] }"#)
+        .put_policy(
+            "creator",
+            r#"path "auth/token/create" { capabilities = ["update"] }"#,
+        )
         .expect("policy");
     let parent = f.child(
         &f.root,
@@ -427,13 +479,19 @@ fn renewal() {
     assert_eq!(renewed.expire_time_unix, Some(T0 + 150));
     assert_eq!(renewed.last_renewal_time_unix, Some(T0 + 50));
     assert_eq!(renewed.creation_ttl_secs, 100);
-    let renewed = f.auth.renew(token, Some(500)).expect("renew with increment");
+    let renewed = f
+        .auth
+        .renew(token, Some(500))
+        .expect("renew with increment");
     assert_eq!(renewed.expire_time_unix, Some(T0 + 550));
     // Capped by the explicit max from creation.
     f.clock.advance(450);
     let renewed = f.auth.renew(token, Some(500)).expect("capped renew");
     assert_eq!(renewed.expire_time_unix, Some(T0 + 1000));
-    assert_eq!(f.auth.lookup(token).expect("lookup").expire_time_unix, Some(T0 + 1000));
+    assert_eq!(
+        f.auth.lookup(token).expect("lookup").expire_time_unix,
+        Some(T0 + 1000)
+    );
     // Survives a restart.
     assert_eq!(
         f.reopen().lookup(token).expect("lookup").expire_time_unix,
@@ -455,7 +513,10 @@ fn renewal() {
             ..TokenRequest::default()
         },
     );
-    assert!(matches!(f.auth.renew(secret(&fixed), None), Err(AuthError::NotRenewable)));
+    assert!(matches!(
+        f.auth.renew(secret(&fixed), None),
+        Err(AuthError::NotRenewable)
+    ));
 }
 
 #[test]
@@ -483,7 +544,10 @@ fn periodic_tokens_renew_to_their_period_forever() {
     );
     for _ in 0..30 {
         f.clock.advance(3000);
-        let renewed = f.auth.renew(secret(&token), Some(60)).expect("periodic renew");
+        let renewed = f
+            .auth
+            .renew(secret(&token), Some(60))
+            .expect("periodic renew");
         assert_eq!(renewed.ttl_secs, 3600, "the period, whatever the increment");
     }
     assert!(f.clock.now_unix() - token.entry.creation_time_unix > 3600 * 24);
@@ -511,17 +575,45 @@ fn use_limited_tokens_are_revoked_at_their_last_use() {
     );
     let token = secret(&issued);
     // Denied requests and lookups do not count.
-    assert!(denied(f.auth.authorize(token, "transit/decrypt/a", Capability::Update)));
+    assert!(denied(f.auth.authorize(
+        token,
+        "transit/decrypt/a",
+        Capability::Update
+    )));
     assert_eq!(f.auth.lookup(token).expect("lookup").num_uses, 3);
-    assert_eq!(f.auth.capabilities(token, "transit/encrypt/a").expect("caps"), ["update"]);
-    let first = f.auth.authorize(token, "transit/encrypt/a", Capability::Update).expect("use 1");
+    assert_eq!(
+        f.auth
+            .capabilities(token, "transit/encrypt/a")
+            .expect("caps"),
+        ["update"]
+    );
+    let first = f
+        .auth
+        .authorize(token, "transit/encrypt/a", Capability::Update)
+        .expect("use 1");
     assert_eq!(first.num_uses, 2);
     // The count is persisted.
     assert_eq!(f.reopen().lookup(token).expect("lookup").num_uses, 2);
     let child = f.child(&issued, TokenRequest::default());
-    assert_eq!(f.auth.authorize(token, "transit/encrypt/a", Capability::Update).expect("use 2").num_uses, 1);
-    assert_eq!(f.auth.authorize(token, "transit/encrypt/a", Capability::Update).expect("use 3").num_uses, 0);
-    assert!(denied(f.auth.authorize(token, "transit/encrypt/a", Capability::Update)));
+    assert_eq!(
+        f.auth
+            .authorize(token, "transit/encrypt/a", Capability::Update)
+            .expect("use 2")
+            .num_uses,
+        1
+    );
+    assert_eq!(
+        f.auth
+            .authorize(token, "transit/encrypt/a", Capability::Update)
+            .expect("use 3")
+            .num_uses,
+        0
+    );
+    assert!(denied(f.auth.authorize(
+        token,
+        "transit/encrypt/a",
+        Capability::Update
+    )));
     assert!(denied(f.auth.lookup(token)));
     // Its children went with it, in memory and in storage.
     assert!(denied(f.auth.lookup(secret(&child))));
@@ -551,7 +643,11 @@ fn revoke_tree_and_revoke_orphan() {
     assert_eq!(d_entry.parent_accessor, None);
     // Grandchildren keep their parent.
     assert_eq!(
-        f.auth.lookup(secret(&e)).expect("e survives").parent_accessor.as_ref(),
+        f.auth
+            .lookup(secret(&e))
+            .expect("e survives")
+            .parent_accessor
+            .as_ref(),
         Some(&d.entry.accessor)
     );
     // And all of it holds after a restart.
@@ -562,12 +658,19 @@ fn revoke_tree_and_revoke_orphan() {
     assert!(reopened.lookup(secret(&e)).is_ok());
 
     // Revoking d (now an orphan) by accessor takes e too.
-    f.auth.revoke_accessor(&d.entry.accessor).expect("revoke-accessor");
+    f.auth
+        .revoke_accessor(&d.entry.accessor)
+        .expect("revoke-accessor");
     assert!(denied(f.auth.lookup(secret(&e))));
-    assert_eq!(invalid_request(f.auth.revoke_accessor("nope")), "invalid accessor");
+    assert_eq!(
+        invalid_request(f.auth.revoke_accessor("nope")),
+        "invalid accessor"
+    );
     // Unknown tokens: no error, as Vault's 204.
     f.auth.revoke("hvs.unknown").expect("revoke unknown");
-    f.auth.revoke_orphan("hvs.unknown").expect("revoke-orphan unknown");
+    f.auth
+        .revoke_orphan("hvs.unknown")
+        .expect("revoke-orphan unknown");
     assert!(f.auth.lookup(secret(&f.root)).is_ok());
 }
 
@@ -575,7 +678,10 @@ fn revoke_tree_and_revoke_orphan() {
 fn lookup_accessor_and_accessors() {
     let f = Fixture::new();
     let issued = f.with_policies(&["x"]);
-    let entry = f.auth.lookup_accessor(&issued.entry.accessor).expect("lookup-accessor");
+    let entry = f
+        .auth
+        .lookup_accessor(&issued.entry.accessor)
+        .expect("lookup-accessor");
     assert_eq!(entry, issued.entry);
     let mut expected = vec![f.root.entry.accessor.clone(), issued.entry.accessor.clone()];
     expected.sort();
@@ -586,37 +692,63 @@ fn lookup_accessor_and_accessors() {
 fn persistence_across_reopen() {
     let f = Fixture::new();
     f.auth
-        .put_policy("Payments", r#"path "transit/encrypt/payments" { capabilities = ["update"] }"#)
+        .put_policy(
+            "Payments",
+            r#"path "transit/encrypt/payments" { capabilities = ["update"] }"#,
+        )
         .expect("policy");
     let issued = f.with_policies(&["payments"]);
     let reopened = f.reopen();
     assert_eq!(reopened.list_policies(), ["default", "payments", "root"]);
     assert!(reopened.policy("PAYMENTS").is_some());
     let entry = reopened
-        .authorize(secret(&issued), "transit/encrypt/payments", Capability::Update)
+        .authorize(
+            secret(&issued),
+            "transit/encrypt/payments",
+            Capability::Update,
+        )
         .expect("token survives");
     assert_eq!(entry, issued.entry);
-    assert!(reopened.authorize(secret(&f.root), "sys/seal", Capability::Sudo).is_ok());
+    assert!(
+        reopened
+            .authorize(secret(&f.root), "sys/seal", Capability::Sudo)
+            .is_ok()
+    );
     assert_eq!(reopened.token_count(), 2);
     // The default policy is created once, not overwritten.
     f.auth
         .put_policy("default", r#"path "custom" { capabilities = ["read"] }"#)
         .expect("edit default");
-    assert!(f.reopen().policy("default").expect("default").contains("custom"));
+    assert!(
+        f.reopen()
+            .policy("default")
+            .expect("default")
+            .contains("custom")
+    );
 }
 
 #[test]
 fn storage_never_holds_a_token_string() {
     let f = Fixture::new();
-    let dev = f.auth.create_root_token(Some("my-dev-root-token")).expect("dev root");
+    let dev = f
+        .auth
+        .create_root_token(Some("my-dev-root-token"))
+        .expect("dev root");
     let child = f.with_policies(&["x"]);
     let entries = dump(f.storage.as_ref());
-    assert!(entries.iter().any(|(path, _)| path.starts_with("auth/token/accessor/")));
+    assert!(
+        entries
+            .iter()
+            .any(|(path, _)| path.starts_with("auth/token/accessor/"))
+    );
     for issued in [&f.root, &dev, &child] {
         let token = secret(issued).as_bytes();
         let random_part = token.strip_prefix(b"hvs.").unwrap_or(token);
         for (path, value) in &entries {
-            assert!(!contains(path.as_bytes(), random_part), "token in path {path}");
+            assert!(
+                !contains(path.as_bytes(), random_part),
+                "token in path {path}"
+            );
             assert!(!contains(value, random_part), "token in value at {path}");
         }
     }
@@ -646,7 +778,9 @@ fn corrupt_records_are_reported_not_ignored() {
     let f = Fixture::new();
     f.storage.put("auth/token/salt", b"short").expect("put");
     match Auth::open(f.storage.clone()) {
-        Err(AuthError::Storage(StorageError::Corrupt { path })) => assert_eq!(path, "auth/token/salt"),
+        Err(AuthError::Storage(StorageError::Corrupt { path })) => {
+            assert_eq!(path, "auth/token/salt")
+        }
         other => panic!("expected a corrupt salt, got {other:?}"),
     }
 }
@@ -664,15 +798,34 @@ fn policy_management_rules() {
     );
     match f.auth.put_policy("x", r#"path "x" {"#) {
         Err(error @ AuthError::InvalidPolicy { .. }) => {
-            assert!(error.to_string().starts_with("failed to parse policy: At 1:"), "{error}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("failed to parse policy: At 1:"),
+                "{error}"
+            );
         }
         other => panic!("expected InvalidPolicy, got {other:?}"),
     }
-    assert!(f.auth.policy("x").is_none(), "a refused policy is not stored");
-    assert_eq!(invalid_request(f.auth.delete_policy("root")), "cannot delete \"root\" policy");
-    assert_eq!(invalid_request(f.auth.delete_policy("Default")), "cannot delete default policy");
-    f.auth.delete_policy("never-existed").expect("deleting a missing policy is fine");
-    assert_eq!(invalid_request(f.auth.put_policy("a/b", r#"path "a" {}"#)), "invalid policy name \"a/b\"");
+    assert!(
+        f.auth.policy("x").is_none(),
+        "a refused policy is not stored"
+    );
+    assert_eq!(
+        invalid_request(f.auth.delete_policy("root")),
+        "cannot delete \"root\" policy"
+    );
+    assert_eq!(
+        invalid_request(f.auth.delete_policy("Default")),
+        "cannot delete default policy"
+    );
+    f.auth
+        .delete_policy("never-existed")
+        .expect("deleting a missing policy is fine");
+    assert_eq!(
+        invalid_request(f.auth.put_policy("a/b", r#"path "a" {}"#)),
+        "invalid policy name \"a/b\""
+    );
 }
 
 #[test]
@@ -680,24 +833,53 @@ fn policy_changes_apply_immediately() {
     let f = Fixture::new();
     let token = f.with_policies(&["late"]);
     let t = secret(&token);
-    assert!(denied(f.auth.authorize(t, "transit/encrypt/a", Capability::Update)));
-    assert_eq!(f.auth.capabilities(t, "transit/encrypt/a").expect("caps"), ["deny"]);
+    assert!(denied(f.auth.authorize(
+        t,
+        "transit/encrypt/a",
+        Capability::Update
+    )));
+    assert_eq!(
+        f.auth.capabilities(t, "transit/encrypt/a").expect("caps"),
+        ["deny"]
+    );
     f.auth
-        .put_policy("late", r#"path "transit/encrypt/*" { capabilities = ["update", "create"] }"#)
+        .put_policy(
+            "late",
+            r#"path "transit/encrypt/*" { capabilities = ["update", "create"] }"#,
+        )
         .expect("policy");
-    assert!(f.auth.authorize(t, "transit/encrypt/a", Capability::Update).is_ok());
+    assert!(
+        f.auth
+            .authorize(t, "transit/encrypt/a", Capability::Update)
+            .is_ok()
+    );
     assert_eq!(
         f.auth.capabilities(t, "transit/encrypt/a").expect("caps"),
         ["create", "update"]
     );
     f.auth
-        .put_policy("late", r#"path "transit/encrypt/*" { capabilities = ["read"] }"#)
+        .put_policy(
+            "late",
+            r#"path "transit/encrypt/*" { capabilities = ["read"] }"#,
+        )
         .expect("policy");
-    assert!(denied(f.auth.authorize(t, "transit/encrypt/a", Capability::Update)));
+    assert!(denied(f.auth.authorize(
+        t,
+        "transit/encrypt/a",
+        Capability::Update
+    )));
     f.auth.delete_policy("late").expect("delete");
-    assert!(denied(f.auth.authorize(t, "transit/encrypt/a", Capability::Read)));
+    assert!(denied(f.auth.authorize(
+        t,
+        "transit/encrypt/a",
+        Capability::Read
+    )));
     // The default policy still applies.
-    assert!(f.auth.authorize(t, "auth/token/lookup-self", Capability::Read).is_ok());
+    assert!(
+        f.auth
+            .authorize(t, "auth/token/lookup-self", Capability::Read)
+            .is_ok()
+    );
 }
 
 #[test]
@@ -716,12 +898,24 @@ fn authorize_any_and_all() {
     let t = f.with_policies(&["p"]);
     let t = secret(&t);
     let upsert = [Capability::Create, Capability::Update];
-    assert!(f.auth.authorize_any(t, "transit/encrypt/a", &upsert).is_ok());
-    assert!(denied(f.auth.authorize_all(t, "transit/encrypt/a", &upsert)));
+    assert!(
+        f.auth
+            .authorize_any(t, "transit/encrypt/a", &upsert)
+            .is_ok()
+    );
+    assert!(denied(f.auth.authorize_all(
+        t,
+        "transit/encrypt/a",
+        &upsert
+    )));
     assert!(denied(f.auth.authorize_any(t, "transit/encrypt/a", &[])));
     let root_protected = [Capability::Update, Capability::Sudo];
     assert!(f.auth.authorize_all(t, "sys/seal", &root_protected).is_ok());
-    assert!(denied(f.auth.authorize_all(t, "sys/audit", &root_protected)));
+    assert!(denied(f.auth.authorize_all(
+        t,
+        "sys/audit",
+        &root_protected
+    )));
 }
 
 #[test]
@@ -734,7 +928,9 @@ fn concurrent_authorize_and_revoke() {
             let f = Arc::clone(&f);
             scope.spawn(move || {
                 for _ in 0..200 {
-                    let _ = f.auth.authorize(secret, "auth/token/lookup-self", Capability::Read);
+                    let _ = f
+                        .auth
+                        .authorize(secret, "auth/token/lookup-self", Capability::Read);
                 }
             });
         }
@@ -824,7 +1020,10 @@ fn hmac_speed() {
     let iterations = 1_000_000u32;
     let start = std::time::Instant::now();
     for _ in 0..iterations {
-        std::hint::black_box(ring::hmac::sign(&key, std::hint::black_box(token).as_bytes()));
+        std::hint::black_box(ring::hmac::sign(
+            &key,
+            std::hint::black_box(token).as_bytes(),
+        ));
     }
     println!("ring: {:?}", start.elapsed() / iterations);
     let ours = super::token::TokenHasher::new(b"0123456789abcdef0123456789abcdef");

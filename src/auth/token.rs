@@ -169,7 +169,8 @@ pub(crate) struct TokenHasher(Hmac<Sha256>);
 impl TokenHasher {
     pub(crate) fn new(key: &[u8]) -> Self {
         // HMAC accepts keys of every length (RFC 2104 §3), so this cannot fail.
-        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+        let mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
         Self(mac)
     }
 
@@ -218,7 +219,13 @@ pub(crate) fn display_name(requested: Option<&str>) -> String {
         Some(name) if !name.is_empty() => {
             let full: String = format!("token-{name}")
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
                 .collect();
             full.trim_end_matches('-').to_owned()
         }
@@ -565,21 +572,42 @@ mod tests {
     fn ttl_calculation() {
         let now = 1_000_000;
         // Default TTL.
-        assert_eq!(calculate_ttl(0, 0, 0, 0, now, now).map(|r| r.0).ok(), Some(DEFAULT_TTL_SECS));
+        assert_eq!(
+            calculate_ttl(0, 0, 0, 0, now, now).map(|r| r.0).ok(),
+            Some(DEFAULT_TTL_SECS)
+        );
         // Requested TTL above the system max is capped, with a warning.
         let (ttl, warnings) = calculate_ttl(0, MAX_TTL_SECS + 10, 0, 0, now, now).expect("ttl");
         assert_eq!(ttl, MAX_TTL_SECS);
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("768h0m0s"), "{warnings:?}");
         // Explicit max caps.
-        assert_eq!(calculate_ttl(0, 3600, 0, 60, now, now).map(|r| r.0).ok(), Some(60));
+        assert_eq!(
+            calculate_ttl(0, 3600, 0, 60, now, now).map(|r| r.0).ok(),
+            Some(60)
+        );
         // Renewal later is capped by what is left of the explicit max.
-        assert_eq!(calculate_ttl(3600, 3600, 0, 100, now, now + 40).map(|r| r.0).ok(), Some(60));
+        assert_eq!(
+            calculate_ttl(3600, 3600, 0, 100, now, now + 40)
+                .map(|r| r.0)
+                .ok(),
+            Some(60)
+        );
         // Past the max.
         assert!(calculate_ttl(10, 10, 0, 100, now, now + 100).is_err());
         // Periodic: the period, capped by explicit max from creation only.
-        assert_eq!(calculate_ttl(0, 0, 300, 0, now, now + 5 * MAX_TTL_SECS).map(|r| r.0).ok(), Some(300));
-        assert_eq!(calculate_ttl(0, 0, 300, 1000, now, now + 900).map(|r| r.0).ok(), Some(100));
+        assert_eq!(
+            calculate_ttl(0, 0, 300, 0, now, now + 5 * MAX_TTL_SECS)
+                .map(|r| r.0)
+                .ok(),
+            Some(300)
+        );
+        assert_eq!(
+            calculate_ttl(0, 0, 300, 1000, now, now + 900)
+                .map(|r| r.0)
+                .ok(),
+            Some(100)
+        );
     }
 
     #[test]

@@ -66,6 +66,9 @@ struct ServerArgs {
     /// REST listen address; port 0 picks a free port.
     #[arg(long, env = "CIPHERD_LISTEN", default_value = "127.0.0.1:8200")]
     listen: SocketAddr,
+    /// gRPC listen address; port 0 picks a free port.
+    #[arg(long, env = "CIPHERD_GRPC_LISTEN", default_value = "127.0.0.1:8250")]
+    grpc_listen: SocketAddr,
     /// File of unseal shares (one per line) for unattended restarts. Anyone who
     /// can read it can read every key: see the README before using it.
     #[arg(long, env = "CIPHERD_UNSEAL_KEY_FILE")]
@@ -107,6 +110,7 @@ pub fn main() -> anyhow::Result<()> {
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         listen: args.listen,
+        grpc_listen: Some(args.grpc_listen),
         data_dir: args.data_dir,
         dev: args.dev,
         dev_root_token: args.dev_root_token,

@@ -16,7 +16,7 @@ use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 
 pub use error::ServiceError;
-pub use mounts::{Mount, MountInfo, Mounts};
+pub use mounts::{Mount, MountInfo, MountTune, Mounts};
 pub use transit::TransitOp;
 
 use crate::auth::{Auth, Capability, IssuedToken, TokenEntry, TokenRequest};

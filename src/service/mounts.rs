@@ -31,6 +31,24 @@ pub struct MountInfo {
     pub uuid: String,
     /// Accessor shown to clients.
     pub accessor: String,
+    /// `default_lease_ttl` set by tuning, in seconds (0 = system default).
+    /// Transit issues no leases; the value is kept and reported as Vault does.
+    #[serde(default)]
+    pub default_lease_ttl: u64,
+    /// `max_lease_ttl` set by tuning, in seconds (0 = system default).
+    #[serde(default)]
+    pub max_lease_ttl: u64,
+}
+
+/// What `sys/mounts/:path/tune` may change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountTune {
+    /// New description.
+    pub description: Option<String>,
+    /// New default lease TTL in seconds.
+    pub default_lease_ttl: Option<u64>,
+    /// New maximum lease TTL in seconds.
+    pub max_lease_ttl: Option<u64>,
 }
 
 /// A live mount: its description and engine.
@@ -126,6 +144,8 @@ impl Mounts {
             description: description.to_owned(),
             accessor: format!("transit_{}", &uuid[..8]),
             uuid,
+            default_lease_ttl: 0,
+            max_lease_ttl: 0,
         };
         let engine = Engine::open(self.storage.clone(), &format!("logical/{}/", info.uuid), self.options.clone())?;
         let mut next = (*current).clone();
@@ -135,15 +155,23 @@ impl Mounts {
         Ok(info)
     }
 
-    /// Changes a mount's description.
-    pub fn set_description(&self, path: &str, description: &str) -> Result<(), ServiceError> {
+    /// Applies `sys/mounts/:path/tune` changes.
+    pub fn tune(&self, path: &str, tune: &MountTune) -> Result<(), ServiceError> {
         let _write = self.write.lock();
         let current = self.table.load_full();
         let Some(mount) = current.get(path) else {
             return Err(ServiceError::MountInvalid(format!("No secret engine mount at {path}")));
         };
         let mut info = mount.info.clone();
-        info.description = description.to_owned();
+        if let Some(description) = &tune.description {
+            info.description.clone_from(description);
+        }
+        if let Some(ttl) = tune.default_lease_ttl {
+            info.default_lease_ttl = ttl;
+        }
+        if let Some(ttl) = tune.max_lease_ttl {
+            info.max_lease_ttl = ttl;
+        }
         let mut next = (*current).clone();
         next.insert(path.to_owned(), Arc::new(Mount { info, engine: mount.engine.clone() }));
         self.persist(&next)?;

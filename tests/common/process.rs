@@ -114,7 +114,8 @@ impl ProcessServer {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines_rx.recv_timeout(left) {
                 Ok(line) => match line.strip_prefix(LISTEN_PREFIX) {
-                    Some(addr) => break addr.trim().to_owned(),
+                    // The line may go on with `grpc=...`: the REST URL is the first word.
+                    Some(addr) => break addr.split_whitespace().next().unwrap_or("").to_owned(),
                     None => banner.push(line),
                 },
                 Err(error) => {

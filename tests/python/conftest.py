@@ -200,7 +200,7 @@ def start_cipherd(workdir: Path, dev: bool) -> Server:
             line = raw.decode(errors="replace").rstrip("\n")
             lines.append(line)
             if "cipherd listening rest=" in line and not ready.is_set():
-                found["url"] = line.split("rest=", 1)[1].strip()
+                found["url"] = line.split("rest=", 1)[1].split()[0]
                 ready.set()
         ready.set()
 

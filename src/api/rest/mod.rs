@@ -93,6 +93,21 @@ impl Request {
     }
 }
 
+/// The transit path table as OpenAPI templates under `/{mount}`, one per path
+/// shape, with their methods (`list` = LIST); `tests/openapi.rs` checks
+/// `openapi/cipherd.json` against it.
+#[doc(hidden)]
+pub fn transit_route_templates() -> Vec<(&'static str, Vec<&'static str>)> {
+    transit::route_templates()
+}
+
+/// The template and methods of the transit route `rest` (a path under a mount)
+/// parses to, if any; for `tests/openapi.rs`.
+#[doc(hidden)]
+pub fn transit_route_for(rest: &str) -> Option<(&'static str, Vec<&'static str>)> {
+    transit::resolve_route(rest)
+}
+
 /// The router: every Vault path under `/v1/`.
 pub fn router(service: Arc<Service>, limits: Limits) -> Router {
     Router::new()

@@ -103,7 +103,7 @@ impl IntoResponse for Reply {
                         body.insert(k.clone(), v.clone());
                     }
                 }
-                body.insert("request_id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+                body.insert("request_id".into(), Value::String(request_id()));
                 body.insert("lease_id".into(), Value::String(String::new()));
                 body.insert("renewable".into(), Value::Bool(false));
                 body.insert("lease_duration".into(), json!(0));
@@ -137,4 +137,12 @@ impl Reply {
             other => other,
         }
     }
+}
+
+/// A fresh UUID v4 for `request_id`, from the thread-local CSPRNG: the id is
+/// not secret, and `Uuid::new_v4` would cost a `getrandom` system call per reply.
+fn request_id() -> String {
+    let mut bytes = [0u8; 16];
+    crate::crypto::random::fill(&mut bytes);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
 }

@@ -50,10 +50,27 @@ pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
             Ok(_) => injected(json!({})),
             Err(error) => rest_reply(&error, None),
         },
+        ("internal/specs/openapi" | "internal/openapi", Operation::Read) => openapi(state, &request),
         _ => match state.service.unsealed() {
             Err(error) => rest_reply(&error, None),
             Ok(_) => Reply::unsupported_path(),
         },
+    }
+}
+
+/// The OpenAPI document of the REST API (`openapi/cipherd.json`), parsed once.
+static OPENAPI: std::sync::LazyLock<Option<Value>> =
+    std::sync::LazyLock::new(|| serde_json::from_str(include_str!("../../../openapi/cipherd.json")).ok());
+
+/// `GET sys/internal/specs/openapi` (Vault's path) and `sys/internal/openapi`:
+/// the document itself as the body, for any valid token.
+fn openapi(state: &RestState, request: &Request) -> Reply {
+    match state.service.token_entry(&request.context()) {
+        Ok(_) => match OPENAPI.as_ref() {
+            Some(document) => Reply::Raw(StatusCode::OK, document.clone()),
+            None => Reply::internal("the bundled OpenAPI document is not valid JSON"),
+        },
+        Err(error) => rest_reply(&error, None),
     }
 }
 
@@ -306,16 +323,23 @@ fn tune(state: &RestState, request: &Request, path: &str) -> Reply {
     };
     match request.operation {
         Operation::Update => {
-            if let Ok(Some(description)) = request.fields().str("description") {
-                if let Err(error) = unsealed.mounts.set_description(&normalized, &description) {
-                    return rest_reply(&error, None);
-                }
+            let fields = request.fields();
+            let tune = match (fields.duration_secs("default_lease_ttl"), fields.duration_secs("max_lease_ttl")) {
+                (Ok(default_lease_ttl), Ok(max_lease_ttl)) => crate::service::MountTune {
+                    description: fields.str("description").ok().flatten(),
+                    default_lease_ttl,
+                    max_lease_ttl,
+                },
+                (Err(error), _) | (_, Err(error)) => return Reply::bad_request(error.to_string()),
+            };
+            match unsealed.mounts.tune(&normalized, &tune) {
+                Ok(()) => Reply::NoContent,
+                Err(error) => rest_reply(&error, None),
             }
-            Reply::NoContent
         }
         _ => Reply::data(json!({
-            "default_lease_ttl": SYSTEM_TTL,
-            "max_lease_ttl": SYSTEM_TTL,
+            "default_lease_ttl": if info.default_lease_ttl == 0 { SYSTEM_TTL } else { info.default_lease_ttl },
+            "max_lease_ttl": if info.max_lease_ttl == 0 { SYSTEM_TTL } else { info.max_lease_ttl },
             "force_no_cache": false,
             "description": info.description,
         })),

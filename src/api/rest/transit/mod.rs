@@ -33,10 +33,17 @@ use super::fields::FieldError;
 use super::{Fields, Operation, Reply, Request, RestState};
 
 use route::Route;
+pub(super) use route::{resolve as resolve_route, templates as route_templates};
 
 /// Batches at least this long run on the blocking pool rather than a runtime
-/// worker.
-const BLOCKING_BATCH_LEN: usize = 32;
+/// worker. Below it the hop costs more than the work: an AEAD item is ~1–2 µs,
+/// while the hand-off to the pool measured 45–130 µs (BENCHMARKS.md, REST
+/// load section). From this size on the engine also spreads work over all cores.
+const BLOCKING_BATCH_LEN: usize = crate::engine::PARALLEL_BATCH_THRESHOLD;
+
+/// Signing batches are costly per item (an RSA-4096 signature is milliseconds),
+/// so they leave the worker threads much sooner.
+const BLOCKING_SIGN_BATCH_LEN: usize = 4;
 
 pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
     if is_heavy(&request) {
@@ -54,7 +61,9 @@ pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
 /// A false positive only costs a hop to the blocking pool.
 fn is_heavy(request: &Request) -> bool {
     if let Some(Value::Array(items)) = request.fields.get("batch_input") {
-        return items.len() >= BLOCKING_BATCH_LEN;
+        let signing = request.path.contains("/sign/") || request.path.contains("/verify/");
+        let limit = if signing { BLOCKING_SIGN_BATCH_LEN } else { BLOCKING_BATCH_LEN };
+        return items.len() >= limit;
     }
     let mut segments = request.path.rsplit('/');
     let last = segments.next().unwrap_or("");

@@ -405,6 +405,143 @@ impl<'a> Route<'a> {
     }
 }
 
+/// The OpenAPI description of the path table (`openapi/cipherd.json`), which
+/// `tests/openapi.rs` keeps in sync with [`Route::parse`] and [`Route::allows`].
+impl Route<'_> {
+    /// The OpenAPI path template of this route, mount included
+    /// (`{mount}`). A route with optional segments has one template per shape.
+    pub(crate) fn template(&self) -> &'static str {
+        match self {
+            Self::ListKeys => "/{mount}/keys",
+            Self::Key(_) => "/{mount}/keys/{name}",
+            Self::KeyConfig(_) => "/{mount}/keys/{name}/config",
+            Self::KeyRotate(_) => "/{mount}/keys/{name}/rotate",
+            Self::KeyTrim(_) => "/{mount}/keys/{name}/trim",
+            Self::KeyImport(_) => "/{mount}/keys/{name}/import",
+            Self::KeyImportVersion(_) => "/{mount}/keys/{name}/import_version",
+            Self::WrappingKey => "/{mount}/wrapping_key",
+            Self::Export { version: None, .. } => "/{mount}/export/{type}/{name}",
+            Self::Export {
+                version: Some(_), ..
+            } => "/{mount}/export/{type}/{name}/{version}",
+            Self::Backup(_) => "/{mount}/backup/{name}",
+            Self::Restore(None) => "/{mount}/restore",
+            Self::Restore(Some(_)) => "/{mount}/restore/{name}",
+            Self::ConfigKeys => "/{mount}/config/keys",
+            Self::CacheConfig => "/{mount}/cache-config",
+            Self::Encrypt(_) => "/{mount}/encrypt/{name}",
+            Self::Decrypt(_) => "/{mount}/decrypt/{name}",
+            Self::Rewrap(_) => "/{mount}/rewrap/{name}",
+            Self::Datakey { .. } => "/{mount}/datakey/{plaintext}/{name}",
+            Self::Random {
+                source: None,
+                bytes: None,
+            } => "/{mount}/random",
+            Self::Random {
+                source: Some(_),
+                bytes: None,
+            } => "/{mount}/random/{source}",
+            Self::Random { bytes: Some(_), .. } => "/{mount}/random/{source}/{urlbytes}",
+            Self::Hash(None) => "/{mount}/hash",
+            Self::Hash(Some(_)) => "/{mount}/hash/{urlalgorithm}",
+            Self::Hmac(_, None) => "/{mount}/hmac/{name}",
+            Self::Hmac(_, Some(_)) => "/{mount}/hmac/{name}/{urlalgorithm}",
+            Self::Sign(_, None) => "/{mount}/sign/{name}",
+            Self::Sign(_, Some(_)) => "/{mount}/sign/{name}/{urlalgorithm}",
+            Self::Verify(_, None) => "/{mount}/verify/{name}",
+            Self::Verify(_, Some(_)) => "/{mount}/verify/{name}/{urlalgorithm}",
+        }
+    }
+
+    /// The methods [`Route::allows`], as the OpenAPI document names them:
+    /// `list` is LIST (documented as `get` with `?list=true`), `post` stands
+    /// for POST and PUT.
+    pub(crate) fn methods(self) -> Vec<&'static str> {
+        [
+            (Operation::Read, "get"),
+            (Operation::Update, "post"),
+            (Operation::Delete, "delete"),
+            (Operation::List, "list"),
+            (Operation::Head, "head"),
+        ]
+        .into_iter()
+        .filter(|(operation, _)| self.allows(*operation))
+        .map(|(_, method)| method)
+        .collect()
+    }
+}
+
+/// Declares the sample routes, one or more per arm. The arms also form an
+/// exhaustive `match` over [`Route`] (no catch-all), so a new variant, or a
+/// new shape of an optional segment, does not compile until it has a sample
+/// here; each sample must match its own arm.
+macro_rules! samples {
+    ($($pattern:pat => [$($sample:expr),+ $(,)?]),+ $(,)?) => {
+        /// One sample route per path shape.
+        fn samples() -> Vec<Route<'static>> {
+            fn exhaustive(route: Route<'_>) {
+                match route {
+                    $($pattern => {})+
+                }
+            }
+            let mut all = Vec::new();
+            $($(
+                let sample: Route<'static> = $sample;
+                assert!(matches!(sample, $pattern), "{sample:?} is listed under the wrong arm");
+                exhaustive(sample);
+                all.push(sample);
+            )+)+
+            all
+        }
+    };
+}
+
+samples! {
+    Route::ListKeys => [Route::ListKeys],
+    Route::Key(_) => [Route::Key("k")],
+    Route::KeyConfig(_) => [Route::KeyConfig("k")],
+    Route::KeyRotate(_) => [Route::KeyRotate("k")],
+    Route::KeyTrim(_) => [Route::KeyTrim("k")],
+    Route::KeyImport(_) => [Route::KeyImport("k")],
+    Route::KeyImportVersion(_) => [Route::KeyImportVersion("k")],
+    Route::WrappingKey => [Route::WrappingKey],
+    Route::Export { version: None, .. } => [Route::Export { kind: "public-key", name: "k", version: None }],
+    Route::Export { version: Some(_), .. } => [Route::Export { kind: "public-key", name: "k", version: Some("1") }],
+    Route::Backup(_) => [Route::Backup("k")],
+    Route::Restore(None) => [Route::Restore(None)],
+    Route::Restore(Some(_)) => [Route::Restore(Some("k"))],
+    Route::ConfigKeys => [Route::ConfigKeys],
+    Route::CacheConfig => [Route::CacheConfig],
+    Route::Encrypt(_) => [Route::Encrypt("k")],
+    Route::Decrypt(_) => [Route::Decrypt("k")],
+    Route::Rewrap(_) => [Route::Rewrap("k")],
+    Route::Datakey { .. } => [Route::Datakey { kind: "plaintext", name: "k" }],
+    Route::Random { source: None, bytes: None } => [Route::Random { source: None, bytes: None }],
+    Route::Random { source: Some(_), bytes: None } => [Route::Random { source: Some("all"), bytes: None }],
+    Route::Random { source: _, bytes: Some(_) } => [Route::Random { source: Some("all"), bytes: Some("16") }],
+    Route::Hash(None) => [Route::Hash(None)],
+    Route::Hash(Some(_)) => [Route::Hash(Some("sha2-256"))],
+    Route::Hmac(_, None) => [Route::Hmac("k", None)],
+    Route::Hmac(_, Some(_)) => [Route::Hmac("k", Some("sha2-256"))],
+    Route::Sign(_, None) => [Route::Sign("k", None)],
+    Route::Sign(_, Some(_)) => [Route::Sign("k", Some("sha2-256"))],
+    Route::Verify(_, None) => [Route::Verify("k", None)],
+    Route::Verify(_, Some(_)) => [Route::Verify("k", Some("sha2-256"))],
+}
+
+/// Every path shape's OpenAPI template with its methods.
+pub(crate) fn templates() -> Vec<(&'static str, Vec<&'static str>)> {
+    samples()
+        .into_iter()
+        .map(|route| (route.template(), route.methods()))
+        .collect()
+}
+
+/// The template and methods of the route a path under the mount parses to.
+pub(crate) fn resolve(rest: &str) -> Option<(&'static str, Vec<&'static str>)> {
+    Route::parse(rest).map(|route| (route.template(), route.methods()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

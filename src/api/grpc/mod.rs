@@ -1,0 +1,251 @@
+//! The gRPC adapter (tonic): the `cipherd.v1.Transit` and `cipherd.v1.Sys`
+//! services of `proto/cipherd/v1/`, standard health checking
+//! (`grpc.health.v1.Health`) and server reflection.
+//!
+//! Like the REST adapter it only translates: a message is decoded into the
+//! engine's request types, authorized and run through
+//! [`Service::transit`](crate::service::Service::transit) as the equivalent
+//! REST path and capability, and the result encoded back. No operation is
+//! implemented here, and errors become statuses in one place,
+//! [`grpc_status`](crate::api::error::grpc_status).
+//!
+//! Layout: `transit` (unary RPCs), `keys` (key management and the `Key`
+//! message), `batch` (batch RPCs and the `Bulk` stream), `sys` (seal
+//! lifecycle), `health` (serving status that follows the seal).
+//!
+//! It does not bind sockets of its own choosing, parse configuration, or keep
+//! any state beyond the health reporter: [`serve`] is handed a bound listener.
+
+mod batch;
+mod health;
+mod keys;
+mod sys;
+mod transit;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::metadata::MetadataMap;
+use tonic::service::Routes;
+use tonic::{Request, Response, Status};
+
+use crate::api::error::grpc_status;
+use crate::auth::Capability;
+use crate::engine::{Engine, EngineError, validate_key_name};
+use crate::service::{Mount, RequestContext, Service, ServiceError, TransitOp, Transport};
+
+pub use health::HealthWatch;
+
+/// The generated protobuf messages, clients and servers of `cipherd.v1`.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("cipherd.v1");
+
+    /// The encoded file descriptor set of `cipherd.v1`, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cipherd_descriptor");
+
+    /// `Debug` that names the type and nothing else, for the messages that
+    /// carry plaintexts, inputs, data keys, unseal shares or tokens (build.rs
+    /// keeps prost from deriving one for them).
+    macro_rules! redacted_debug {
+        ($($ty:ty),* $(,)?) => {$(
+            impl std::fmt::Debug for $ty {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.debug_struct(stringify!($ty)).finish_non_exhaustive()
+                }
+            }
+        )*};
+    }
+
+    redacted_debug!(
+        EncryptRequest,
+        DecryptResponse,
+        DatakeyResponse,
+        SignRequest,
+        VerifyRequest,
+        HmacRequest,
+        VerifyHmacRequest,
+        HashRequest,
+        RandomResponse,
+        EncryptItem,
+        PlaintextResult,
+        plaintext_result::Result,
+        SignItem,
+        VerifyItem,
+        HmacItem,
+        BulkItem,
+        BulkResult,
+        bulk_result::Result,
+        InitResponse,
+        UnsealRequest,
+    );
+}
+
+/// The name of the mount used when a request leaves `mount` empty.
+pub const DEFAULT_MOUNT: &str = "transit";
+
+/// Largest message accepted or sent (a batch of 100,000 small items fits).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Every gRPC service over `service`: Transit, Sys, health and reflection.
+/// The returned [`HealthWatch`] keeps the health status in step with the seal;
+/// run [`HealthWatch::run`] beside the server.
+pub fn routes(service: Arc<Service>) -> Result<(Routes, HealthWatch), std::io::Error> {
+    let (reporter, health_server) = tonic_health::server::health_reporter();
+    let health = HealthWatch::new(service.clone(), reporter);
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(std::io::Error::other)?;
+    let transit = pb::transit_server::TransitServer::new(transit::TransitApi::new(service.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let sys = pb::sys_server::SysServer::new(sys::SysApi::new(service, health.clone()));
+    let routes = Routes::new(transit).add_service(sys).add_service(health_server).add_service(reflection);
+    Ok((routes, health))
+}
+
+/// Serves the gRPC services on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<Service>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), std::io::Error> {
+    let (routes, health) = routes(service)?;
+    health.refresh().await;
+    let watch = tokio::spawn(health.run());
+    let served = tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    watch.abort();
+    served.map_err(std::io::Error::other)
+}
+
+/// The caller's token: metadata `x-vault-token`, else `authorization: Bearer`.
+fn token(metadata: &MetadataMap) -> Option<String> {
+    if let Some(token) = metadata.get("x-vault-token").and_then(|v| v.to_str().ok()) {
+        return Some(token.to_owned());
+    }
+    let authorization = metadata.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
+
+/// A synchronous handler: the service, the caller's token and the message.
+type Handler<Req, Resp> = fn(&Service, Option<&str>, Req) -> Result<Resp, Status>;
+
+/// Runs `handler` on the calling task (for requests that take microseconds).
+fn inline<Req, Resp>(service: &Service, request: Request<Req>, handler: Handler<Req, Resp>) -> Result<Response<Resp>, Status> {
+    let token = token(request.metadata());
+    handler(service, token.as_deref(), request.into_inner()).map(Response::new)
+}
+
+/// Runs `handler` on the blocking pool: batches (which use every core), key
+/// generation (RSA takes up to seconds) and anything else that may block.
+async fn blocking<Req, Resp>(
+    service: &Arc<Service>,
+    request: Request<Req>,
+    handler: Handler<Req, Resp>,
+) -> Result<Response<Resp>, Status>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+{
+    let token = token(request.metadata());
+    let service = service.clone();
+    let message = request.into_inner();
+    let outcome = tokio::task::spawn_blocking(move || handler(&service, token.as_deref(), message)).await;
+    match outcome {
+        Ok(result) => result.map(Response::new),
+        Err(error) => {
+            tracing::error!(%error, "gRPC handler task failed");
+            Err(Status::internal("internal error"))
+        }
+    }
+}
+
+/// Authorizes `op` on `mount` (empty = [`DEFAULT_MOUNT`]) and runs `run` on
+/// the mount's engine. Failures of the request itself come back from `run` as
+/// statuses; everything else is mapped by [`grpc_status`].
+fn run<T>(
+    service: &Service,
+    token: Option<&str>,
+    mount: &str,
+    op: TransitOp<'_>,
+    run: impl FnOnce(&Engine) -> Result<T, Status>,
+) -> Result<T, Status> {
+    if let Some(key) = op.key() {
+        check_key_name(key)?;
+    }
+    let ctx = RequestContext { token, transport: Transport::Grpc };
+    let mount = resolve_mount(service, &ctx, mount, op).map_err(|e| grpc_status(&e))?;
+    match service.transit(&ctx, &mount, op, None, |engine| Ok(run(engine))) {
+        Ok(outcome) => outcome,
+        Err(error) => Err(grpc_status(&error)),
+    }
+}
+
+/// Key names as the REST paths allow them: a name with `/` would be checked
+/// against another path than the key it names.
+fn check_key_name(key: &str) -> Result<(), Status> {
+    if key.is_empty() {
+        return Err(Status::invalid_argument("missing key name"));
+    }
+    validate_key_name(key).map_err(|e| engine_status(e))
+}
+
+/// The transit mount called `name`. As over REST, a caller that may not use
+/// the path learns nothing about the mount table: it gets the denial, not
+/// `NOT_FOUND`.
+fn resolve_mount(service: &Service, ctx: &RequestContext<'_>, name: &str, op: TransitOp<'_>) -> Result<Arc<Mount>, ServiceError> {
+    let name = match name.trim_matches('/') {
+        "" => DEFAULT_MOUNT,
+        trimmed => trimmed,
+    };
+    let path = format!("{name}/{}", op.canonical_path());
+    match service.route(&path) {
+        Ok((mount, _)) if mount.info.path.trim_end_matches('/') == name => Ok(mount),
+        Ok(_) | Err(ServiceError::NoSuchMount { .. }) => {
+            let any = [Capability::Create, Capability::Read, Capability::Update, Capability::Delete, Capability::List];
+            service.authorize(ctx, &path, &any)?;
+            Err(ServiceError::NoSuchMount { path })
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The status of an engine failure inside a handler.
+fn engine_status(error: EngineError) -> Status {
+    grpc_status(&ServiceError::Engine(error))
+}
+
+/// `None` for an empty byte field (proto3 has no "absent" for bytes).
+fn optional(bytes: &[u8]) -> Option<&[u8]> {
+    (!bytes.is_empty()).then_some(bytes)
+}
+
+/// `None` for version 0 ("latest").
+fn version(number: u32) -> Option<u32> {
+    (number != 0).then_some(number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_from_either_header() {
+        let mut metadata = MetadataMap::new();
+        assert_eq!(token(&metadata), None);
+        metadata.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(token(&metadata).as_deref(), Some("abc"));
+        metadata.insert("x-vault-token", "xyz".parse().unwrap());
+        assert_eq!(token(&metadata).as_deref(), Some("xyz"));
+        let mut basic = MetadataMap::new();
+        basic.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(token(&basic), None);
+    }
+}
