@@ -5,7 +5,10 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["proto/cipherd/v1/transit.proto", "proto/cipherd/v1/sys.proto"];
+const PROTOS: &[&str] = &[
+    "proto/cipherd/v1/transit.proto",
+    "proto/cipherd/v1/sys.proto",
+];
 
 /// Messages without a generated `Debug` (keep in step with `api::grpc::pb`).
 const REDACTED: &[&str] = &[

@@ -25,7 +25,9 @@ use inprocess::{InProcessServer, ROOT_TOKEN};
 const DOCUMENT: &str = include_str!("../openapi/cipherd.json");
 
 /// The HTTP methods an OpenAPI path item may hold.
-const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const HTTP_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
 /// The `sys/` and `auth/token/` operations the document must describe, as
 /// `(path, method)`; `list` is LIST (documented as `get` with `list=true`).
@@ -79,8 +81,11 @@ fn document() -> Value {
 fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
     match value.get("$ref").and_then(Value::as_str) {
         Some(reference) => {
-            let pointer = reference.strip_prefix('#').unwrap_or_else(|| panic!("non-local $ref {reference}"));
-            doc.pointer(pointer).unwrap_or_else(|| panic!("dangling $ref {reference}"))
+            let pointer = reference
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("non-local $ref {reference}"));
+            doc.pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling $ref {reference}"))
         }
         None => value,
     }
@@ -116,7 +121,9 @@ fn is_list(doc: &Value, item: &Value, operation: &Value) -> bool {
 fn operations<'a>(doc: &'a Value, item: &'a Value) -> Vec<(&'static str, &'a Value)> {
     let mut out = Vec::new();
     for method in HTTP_METHODS {
-        let Some(operation) = item.get(method) else { continue };
+        let Some(operation) = item.get(method) else {
+            continue;
+        };
         let name = match method {
             "get" if is_list(doc, item, operation) => "list",
             "put" => "post",
@@ -143,10 +150,12 @@ fn placeholders(template: &str) -> Vec<&str> {
 fn fill(template: &str, sample: impl Fn(&str) -> String) -> String {
     template
         .split('/')
-        .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(name) => sample(name),
-            None => segment.to_owned(),
-        })
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => sample(name),
+                None => segment.to_owned(),
+            },
+        )
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -162,7 +171,9 @@ fn transit_sample(name: &str) -> String {
         "source" => "all",
         "urlbytes" => "16",
         "urlalgorithm" => "sha2-256",
-        other => panic!("no sample value for transit path parameter {{{other}}}; add one to tests/openapi.rs"),
+        other => panic!(
+            "no sample value for transit path parameter {{{other}}}; add one to tests/openapi.rs"
+        ),
     }
     .to_owned()
 }
@@ -173,7 +184,9 @@ fn non_transit_sample(name: &str) -> String {
         "path" => "transit",
         "name" => "default",
         "token" => ROOT_TOKEN,
-        other => panic!("no sample value for path parameter {{{other}}}; add one to tests/openapi.rs"),
+        other => {
+            panic!("no sample value for path parameter {{{other}}}; add one to tests/openapi.rs")
+        }
     }
     .to_owned()
 }
@@ -196,25 +209,49 @@ fn collect_refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
 fn document_is_openapi_3_with_required_fields() {
     let doc = document();
     let version = doc["openapi"].as_str().expect("openapi version string");
-    assert!(version.starts_with("3.0.") || version.starts_with("3.1."), "openapi {version}");
+    assert!(
+        version.starts_with("3.0.") || version.starts_with("3.1."),
+        "openapi {version}"
+    );
     assert_eq!(doc["info"]["title"], "cipherd");
-    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"), "info.version follows Cargo.toml");
-    assert!(doc["info"]["description"].as_str().is_some_and(|d| !d.is_empty()));
+    assert_eq!(
+        doc["info"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "info.version follows Cargo.toml"
+    );
+    assert!(
+        doc["info"]["description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+    );
     assert_eq!(doc["servers"][0]["url"], "http://127.0.0.1:8200/v1");
     assert!(!paths(&doc).is_empty());
 
-    let schemes = doc["components"]["securitySchemes"].as_object().expect("securitySchemes");
+    let schemes = doc["components"]["securitySchemes"]
+        .as_object()
+        .expect("securitySchemes");
     assert!(
-        schemes.values().any(|s| s["type"] == "apiKey" && s["in"] == "header" && s["name"] == "X-Vault-Token"),
+        schemes
+            .values()
+            .any(|s| s["type"] == "apiKey" && s["in"] == "header" && s["name"] == "X-Vault-Token"),
         "an X-Vault-Token header scheme"
     );
     assert!(
-        schemes.values().any(|s| s["type"] == "http" && s["scheme"] == "bearer"),
+        schemes
+            .values()
+            .any(|s| s["type"] == "http" && s["scheme"] == "bearer"),
         "a bearer scheme"
     );
     for requirement in doc["security"].as_array().expect("top-level security") {
-        for name in requirement.as_object().expect("security requirement").keys() {
-            assert!(schemes.contains_key(name), "security requirement {name} has no scheme");
+        for name in requirement
+            .as_object()
+            .expect("security requirement")
+            .keys()
+        {
+            assert!(
+                schemes.contains_key(name),
+                "security requirement {name} has no scheme"
+            );
         }
     }
 
@@ -222,7 +259,9 @@ fn document_is_openapi_3_with_required_fields() {
     collect_refs(&doc, &mut refs);
     assert!(!refs.is_empty());
     for reference in refs {
-        let pointer = reference.strip_prefix('#').unwrap_or_else(|| panic!("non-local $ref {reference}"));
+        let pointer = reference
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("non-local $ref {reference}"));
         assert!(doc.pointer(pointer).is_some(), "dangling $ref {reference}");
     }
 
@@ -232,26 +271,43 @@ fn document_is_openapi_3_with_required_fields() {
         let ops = operations(&doc, item);
         assert!(!ops.is_empty(), "{template} has no operation");
         for (method, operation) in ops {
-            let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {template}: operationId"));
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {template}: operationId"));
             assert!(operation_ids.insert(id), "duplicate operationId {id}");
-            let responses = operation["responses"].as_object().unwrap_or_else(|| panic!("{method} {template}: responses"));
+            let responses = operation["responses"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{method} {template}: responses"));
             assert!(!responses.is_empty(), "{method} {template}: no responses");
             for response in responses.values() {
-                assert!(resolve(&doc, response)["description"].is_string(), "{method} {template}: response description");
+                assert!(
+                    resolve(&doc, response)["description"].is_string(),
+                    "{method} {template}: response description"
+                );
             }
             // Path parameters and placeholders match one to one.
             let declared: BTreeSet<&str> = parameters(&doc, item, operation)
                 .into_iter()
                 .filter(|p| p["in"] == "path")
                 .map(|p| {
-                    assert_eq!(p["required"], true, "{method} {template}: path parameter {} must be required", p["name"]);
+                    assert_eq!(
+                        p["required"], true,
+                        "{method} {template}: path parameter {} must be required",
+                        p["name"]
+                    );
                     p["name"].as_str().expect("parameter name")
                 })
                 .collect();
             let used: BTreeSet<&str> = placeholders(template).into_iter().collect();
-            assert_eq!(declared, used, "{method} {template}: path parameters vs placeholders");
+            assert_eq!(
+                declared, used,
+                "{method} {template}: path parameters vs placeholders"
+            );
             if let Some(body) = operation.get("requestBody") {
-                assert!(resolve(&doc, body)["content"]["application/json"]["schema"].is_object(), "{method} {template}: body schema");
+                assert!(
+                    resolve(&doc, body)["content"]["application/json"]["schema"].is_object(),
+                    "{method} {template}: body schema"
+                );
             }
         }
     }
@@ -261,18 +317,29 @@ fn document_is_openapi_3_with_required_fields() {
 fn every_transit_route_is_documented_with_its_methods() {
     let doc = document();
     let templates = transit_route_templates();
-    assert!(templates.len() >= 20, "expected the whole transit table, got {}", templates.len());
+    assert!(
+        templates.len() >= 20,
+        "expected the whole transit table, got {}",
+        templates.len()
+    );
     let mut seen = BTreeSet::new();
     let mut problems = Vec::new();
     for (template, methods) in &templates {
-        assert!(seen.insert(*template), "two route shapes share the template {template}");
+        assert!(
+            seen.insert(*template),
+            "two route shapes share the template {template}"
+        );
         assert!(!methods.is_empty(), "{template} allows no method");
         // The template and the parser agree.
         let rest = fill(template, transit_sample);
-        let rest = rest.strip_prefix("/transit/").expect("templates start with /{mount}/");
+        let rest = rest
+            .strip_prefix("/transit/")
+            .expect("templates start with /{mount}/");
         match transit_route_for(rest) {
             Some((parsed, _)) if parsed == *template => {}
-            other => problems.push(format!("{template}: sample path {rest:?} parses to {other:?}")),
+            other => problems.push(format!(
+                "{template}: sample path {rest:?} parses to {other:?}"
+            )),
         }
         let Some(item) = doc["paths"].get(*template) else {
             problems.push(format!("{template} is not documented"));
@@ -281,10 +348,16 @@ fn every_transit_route_is_documented_with_its_methods() {
         let documented = method_set(operations(&doc, item).into_iter().map(|(m, _)| m));
         let allowed = method_set(methods.iter().copied());
         if documented != allowed {
-            problems.push(format!("{template}: documented {documented:?}, routes allow {allowed:?}"));
+            problems.push(format!(
+                "{template}: documented {documented:?}, routes allow {allowed:?}"
+            ));
         }
     }
-    assert!(problems.is_empty(), "transit routes vs openapi/cipherd.json:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "transit routes vs openapi/cipherd.json:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -309,7 +382,9 @@ fn every_documented_transit_path_is_a_route() {
             .find(|p| p["name"] == "mount" && p["in"] == "path");
         match mount {
             Some(mount) if mount["schema"]["default"] == "transit" => {}
-            _ => problems.push(format!("{template}: {{mount}} must be a path parameter with default `transit`")),
+            _ => problems.push(format!(
+                "{template}: {{mount}} must be a path parameter with default `transit`"
+            )),
         }
         let rest = fill(template, transit_sample);
         let rest = rest.strip_prefix("/transit/").expect("sample mount");
@@ -318,16 +393,27 @@ fn every_documented_transit_path_is_a_route() {
             continue;
         };
         if parsed != template.as_str() {
-            problems.push(format!("{template}: sample path {rest:?} parses to the route of {parsed}"));
+            problems.push(format!(
+                "{template}: sample path {rest:?} parses to the route of {parsed}"
+            ));
         }
         for (method, _) in operations(&doc, item) {
             if !allowed.contains(&method) {
-                problems.push(format!("{template}: documents {method}, the route allows {allowed:?}"));
+                problems.push(format!(
+                    "{template}: documents {method}, the route allows {allowed:?}"
+                ));
             }
         }
     }
-    assert!(transit_paths >= 20, "expected the transit paths, found {transit_paths}");
-    assert!(problems.is_empty(), "openapi/cipherd.json vs transit routes:\n{}", problems.join("\n"));
+    assert!(
+        transit_paths >= 20,
+        "expected the transit paths, found {transit_paths}"
+    );
+    assert!(
+        problems.is_empty(),
+        "openapi/cipherd.json vs transit routes:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -336,7 +422,10 @@ fn required_sys_and_token_operations_are_documented() {
     let documented: BTreeMap<&str, BTreeSet<&str>> = paths(&doc)
         .iter()
         .map(|(template, item)| {
-            (template.as_str(), method_set(operations(&doc, item).into_iter().map(|(m, _)| m)))
+            (
+                template.as_str(),
+                method_set(operations(&doc, item).into_iter().map(|(m, _)| m)),
+            )
         })
         .collect();
     let missing: Vec<String> = REQUIRED_NON_TRANSIT
@@ -371,8 +460,11 @@ async fn documented_sys_and_token_operations_are_served() {
             };
             let response = server.call(http_method, &path, body).await;
             checked += 1;
-            let unsupported_path =
-                response.status == 404 && response.errors().iter().any(|e| e.contains("unsupported path"));
+            let unsupported_path = response.status == 404
+                && response
+                    .errors()
+                    .iter()
+                    .any(|e| e.contains("unsupported path"));
             if unsupported_path || response.status == 405 {
                 problems.push(format!(
                     "{method} {template} ({http_method} /v1/{path}): {} {}",
@@ -381,8 +473,15 @@ async fn documented_sys_and_token_operations_are_served() {
             }
         }
     }
-    assert!(checked >= REQUIRED_NON_TRANSIT.len(), "checked only {checked} operations");
-    assert!(problems.is_empty(), "documented but not served:\n{}", problems.join("\n"));
+    assert!(
+        checked >= REQUIRED_NON_TRANSIT.len(),
+        "checked only {checked} operations"
+    );
+    assert!(
+        problems.is_empty(),
+        "documented but not served:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -393,7 +492,10 @@ async fn server_serves_this_document() {
         let response = server.get(path).await;
         assert_eq!(response.status, 200, "{path}: {}", response.body);
         assert_eq!(response.content_type.as_deref(), Some("application/json"));
-        assert!(response.body == doc, "{path} does not serve openapi/cipherd.json");
+        assert!(
+            response.body == doc,
+            "{path} does not serve openapi/cipherd.json"
+        );
 
         let anonymous = server.call_as(None, "GET", path, None).await;
         assert_eq!(anonymous.status, 403, "{path} without a token");

@@ -172,6 +172,19 @@ impl Service {
         Ok(())
     }
 
+    /// `sys/rotate`: adds a barrier key term that new writes use (needs `sudo`
+    /// on `sys/rotate`). Old entries keep opening with their term.
+    pub fn rotate_barrier(&self, ctx: &RequestContext<'_>) -> Result<u32, ServiceError> {
+        self.authorize(ctx, "sys/rotate", &[Capability::Sudo])?;
+        Ok(self.seal.rotate()?)
+    }
+
+    /// `sys/key-status`: the active barrier term (needs `read` on the path).
+    pub fn barrier_key_status(&self, ctx: &RequestContext<'_>) -> Result<crate::seal::KeyStatus, ServiceError> {
+        self.authorize(ctx, "sys/key-status", &[Capability::Read])?;
+        self.seal.status().key.ok_or(ServiceError::Sealed)
+    }
+
     /// Seals without an auth check (shutdown).
     pub fn seal_now(&self) {
         let _lifecycle = self.lifecycle.lock();

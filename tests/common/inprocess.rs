@@ -88,6 +88,11 @@ impl InProcessServer {
 
     /// Starts a server with `options`.
     pub async fn start_with(options: ServiceOptions) -> Self {
+        Self::start_with_limits(options, Limits::default()).await
+    }
+
+    /// Starts a server with `options` and REST `limits`.
+    pub async fn start_with_limits(options: ServiceOptions, limits: Limits) -> Self {
         let service = Service::new(Arc::new(MemoryStorage::new()), options).expect("service");
         let init = service.init(1, 1, Some(ROOT_TOKEN)).expect("init");
         service
@@ -98,7 +103,7 @@ impl InProcessServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local address");
-        let app = router(service.clone(), Limits::default());
+        let app = router(service.clone(), limits);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

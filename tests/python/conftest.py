@@ -174,7 +174,7 @@ def start_cipherd(workdir: Path, dev: bool) -> Server:
     if binary is None:
         pytest.skip("cipherd binary not found (set CIPHERD_BIN or build target/release/cipherd)")
     workdir.mkdir(parents=True, exist_ok=True)
-    args = [binary, "server", "--listen", "127.0.0.1:0"]
+    args = [binary, "server", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"]
     if dev:
         args += ["--dev", "--dev-root-token", ROOT_TOKEN]
     else:

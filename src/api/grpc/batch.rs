@@ -17,7 +17,8 @@ use zeroize::Zeroize;
 use crate::api::error::grpc_item_error;
 use crate::engine::{EngineError, RewrapRequest};
 use crate::keyring::{
-    DecryptRequest, EncryptRequest, Encrypted, HmacRequest, KeyringError, SignRequest, VerifyRequest,
+    DecryptRequest, EncryptRequest, Encrypted, HmacRequest, KeyringError, SignRequest,
+    VerifyRequest,
 };
 use crate::service::{Service, TransitOp};
 
@@ -29,7 +30,10 @@ use super::{engine_status, optional, pb, run, token, version};
 /// holds the client back.
 pub const BULK_QUEUE_DEPTH: usize = 2;
 
-fn ciphertext_result(outcome: Result<Encrypted, KeyringError>, reference: String) -> pb::CiphertextResult {
+fn ciphertext_result(
+    outcome: Result<Encrypted, KeyringError>,
+    reference: String,
+) -> pb::CiphertextResult {
     let result = match outcome {
         Ok(encrypted) => pb::ciphertext_result::Result::Ok(pb::Ciphertext {
             ciphertext: encrypted.ciphertext,
@@ -65,7 +69,9 @@ fn encrypt_items(
                 key_version: version(item.key_version),
             })
             .collect();
-        engine.encrypt_batch(key, &requests, Some(&upsert)).map_err(engine_status)
+        engine
+            .encrypt_batch(key, &requests, Some(&upsert))
+            .map_err(engine_status)
     });
     items.iter_mut().for_each(|item| item.plaintext.zeroize());
     Ok(outcome?
@@ -152,7 +158,12 @@ pub(super) fn decrypt(
     token: Option<&str>,
     mut message: pb::DecryptBatchRequest,
 ) -> Result<pb::DecryptBatchResponse, Status> {
-    let results = decrypt_items(service, token, (&message.mount, &message.key), &mut message.items)?;
+    let results = decrypt_items(
+        service,
+        token,
+        (&message.mount, &message.key),
+        &mut message.items,
+    )?;
     Ok(pb::DecryptBatchResponse { results })
 }
 
@@ -161,7 +172,12 @@ pub(super) fn rewrap(
     token: Option<&str>,
     mut message: pb::RewrapBatchRequest,
 ) -> Result<pb::RewrapBatchResponse, Status> {
-    let results = rewrap_items(service, token, (&message.mount, &message.key), &mut message.items)?;
+    let results = rewrap_items(
+        service,
+        token,
+        (&message.mount, &message.key),
+        &mut message.items,
+    )?;
     Ok(pb::RewrapBatchResponse { results })
 }
 
@@ -190,22 +206,28 @@ pub(super) fn sign(
     message: pb::SignBatchRequest,
 ) -> Result<pb::SignBatchResponse, Status> {
     let key = &message.key;
-    let outcome = run(service, token, &message.mount, TransitOp::Sign(key), |engine| {
-        let options = signature_options(message.options.as_ref())?;
-        let requests: Vec<SignRequest<'_>> = message
-            .items
-            .iter()
-            .map(|item| SignRequest {
-                input: &item.input,
-                context: optional(&item.context),
-                key_version: version(message.key_version),
-                options,
-            })
-            .collect();
-        let results = engine.sign_batch(key, &requests).map_err(engine_status)?;
-        request_level(&results)?;
-        Ok(results)
-    })?;
+    let outcome = run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::Sign(key),
+        |engine| {
+            let options = signature_options(message.options.as_ref())?;
+            let requests: Vec<SignRequest<'_>> = message
+                .items
+                .iter()
+                .map(|item| SignRequest {
+                    input: &item.input,
+                    context: optional(&item.context),
+                    key_version: version(message.key_version),
+                    options,
+                })
+                .collect();
+            let results = engine.sign_batch(key, &requests).map_err(engine_status)?;
+            request_level(&results)?;
+            Ok(results)
+        },
+    )?;
     let results = outcome
         .into_iter()
         .zip(message.items)
@@ -230,22 +252,28 @@ pub(super) fn verify(
     message: pb::VerifyBatchRequest,
 ) -> Result<pb::VerifyBatchResponse, Status> {
     let key = &message.key;
-    let outcome = run(service, token, &message.mount, TransitOp::Verify(key), |engine| {
-        let options = signature_options(message.options.as_ref())?;
-        let requests: Vec<VerifyRequest<'_>> = message
-            .items
-            .iter()
-            .map(|item| VerifyRequest {
-                input: &item.input,
-                signature: &item.signature,
-                context: optional(&item.context),
-                options,
-            })
-            .collect();
-        let results = engine.verify_batch(key, &requests).map_err(engine_status)?;
-        request_level(&results)?;
-        Ok(results)
-    })?;
+    let outcome = run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::Verify(key),
+        |engine| {
+            let options = signature_options(message.options.as_ref())?;
+            let requests: Vec<VerifyRequest<'_>> = message
+                .items
+                .iter()
+                .map(|item| VerifyRequest {
+                    input: &item.input,
+                    signature: &item.signature,
+                    context: optional(&item.context),
+                    options,
+                })
+                .collect();
+            let results = engine.verify_batch(key, &requests).map_err(engine_status)?;
+            request_level(&results)?;
+            Ok(results)
+        },
+    )?;
     let results = outcome
         .into_iter()
         .zip(message.items)
@@ -266,19 +294,25 @@ pub(super) fn hmac(
     message: pb::HmacBatchRequest,
 ) -> Result<pb::HmacBatchResponse, Status> {
     let key = &message.key;
-    let outcome = run(service, token, &message.mount, TransitOp::Hmac(key), |engine| {
-        let algorithm = hmac_algorithm(&message.algorithm)?;
-        let requests: Vec<HmacRequest<'_>> = message
-            .items
-            .iter()
-            .map(|item| HmacRequest {
-                input: &item.input,
-                key_version: version(message.key_version),
-                algorithm,
-            })
-            .collect();
-        engine.hmac_batch(key, &requests).map_err(engine_status)
-    })?;
+    let outcome = run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::Hmac(key),
+        |engine| {
+            let algorithm = hmac_algorithm(&message.algorithm)?;
+            let requests: Vec<HmacRequest<'_>> = message
+                .items
+                .iter()
+                .map(|item| HmacRequest {
+                    input: &item.input,
+                    key_version: version(message.key_version),
+                    algorithm,
+                })
+                .collect();
+            engine.hmac_batch(key, &requests).map_err(engine_status)
+        },
+    )?;
     let results = outcome
         .into_iter()
         .zip(message.items)
@@ -297,7 +331,10 @@ pub(super) fn hmac(
 /// pool and its answer queued (at most [`BULK_QUEUE_DEPTH`] answers wait)
 /// before the next batch is read. The first failed batch ends the stream with
 /// its status; a client that goes away ends it too.
-pub(super) fn bulk(service: Arc<Service>, request: Request<Streaming<pb::BulkRequest>>) -> BulkStream {
+pub(super) fn bulk(
+    service: Arc<Service>,
+    request: Request<Streaming<pb::BulkRequest>>,
+) -> BulkStream {
     let token = token(request.metadata());
     let mut inbound = request.into_inner();
     let (answers, queue) = mpsc::channel(BULK_QUEUE_DEPTH);
@@ -313,12 +350,13 @@ pub(super) fn bulk(service: Arc<Service>, request: Request<Streaming<pb::BulkReq
             };
             let service = service.clone();
             let token = token.clone();
-            let answer = tokio::task::spawn_blocking(move || bulk_batch(&service, token.as_deref(), batch))
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::error!(%error, "bulk batch task failed");
-                    Err(Status::internal("internal error"))
-                });
+            let answer =
+                tokio::task::spawn_blocking(move || bulk_batch(&service, token.as_deref(), batch))
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::error!(%error, "bulk batch task failed");
+                        Err(Status::internal("internal error"))
+                    });
             let failed = answer.is_err();
             if answers.send(answer).await.is_err() || failed {
                 break;
@@ -329,8 +367,13 @@ pub(super) fn bulk(service: Arc<Service>, request: Request<Streaming<pb::BulkReq
 }
 
 /// One `Bulk` batch, as the matching batch RPC would run it.
-fn bulk_batch(service: &Service, token: Option<&str>, batch: pb::BulkRequest) -> Result<pb::BulkResponse, Status> {
-    let operation = pb::BulkOperation::try_from(batch.operation).unwrap_or(pb::BulkOperation::Unspecified);
+fn bulk_batch(
+    service: &Service,
+    token: Option<&str>,
+    batch: pb::BulkRequest,
+) -> Result<pb::BulkResponse, Status> {
+    let operation =
+        pb::BulkOperation::try_from(batch.operation).unwrap_or(pb::BulkOperation::Unspecified);
     let target = (batch.mount.as_str(), batch.key.as_str());
     let items = batch.items;
     let results = match operation {
@@ -364,7 +407,9 @@ fn bulk_batch(service: &Service, token: Option<&str>, batch: pb::BulkRequest) ->
                 .into_iter()
                 .map(|r| pb::BulkResult {
                     result: r.result.map(|result| match result {
-                        pb::plaintext_result::Result::Plaintext(p) => pb::bulk_result::Result::Plaintext(p),
+                        pb::plaintext_result::Result::Plaintext(p) => {
+                            pb::bulk_result::Result::Plaintext(p)
+                        }
                         pb::plaintext_result::Result::Error(e) => pb::bulk_result::Result::Error(e),
                     }),
                     reference: r.reference,
@@ -387,7 +432,9 @@ fn bulk_batch(service: &Service, token: Option<&str>, batch: pb::BulkRequest) ->
                 .collect()
         }
         pb::BulkOperation::Unspecified => {
-            return Err(Status::invalid_argument("operation must be encrypt, decrypt or rewrap"));
+            return Err(Status::invalid_argument(
+                "operation must be encrypt, decrypt or rewrap",
+            ));
         }
     };
     Ok(pb::BulkResponse {

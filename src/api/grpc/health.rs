@@ -58,11 +58,14 @@ impl HealthWatch {
         if self.reported.swap(code, Ordering::AcqRel) == code {
             return;
         }
-        let transit = <pb::transit_server::TransitServer<super::transit::TransitApi> as NamedService>::NAME;
+        let transit =
+            <pb::transit_server::TransitServer<super::transit::TransitApi> as NamedService>::NAME;
         let sys = <pb::sys_server::SysServer<super::sys::SysApi> as NamedService>::NAME;
         self.reporter.set_service_status("", status).await;
         self.reporter.set_service_status(transit, status).await;
-        self.reporter.set_service_status(sys, ServingStatus::Serving).await;
+        self.reporter
+            .set_service_status(sys, ServingStatus::Serving)
+            .await;
     }
 
     /// Polls the seal state forever (abort the task to stop it).

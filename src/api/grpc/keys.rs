@@ -13,7 +13,11 @@ fn key_message(description: KeyDescription) -> pb::Key {
         name: description.name.clone(),
         r#type: key_type.name().to_owned(),
         derived: config.derived,
-        kdf: if config.derived { config.kdf.name().to_owned() } else { String::new() },
+        kdf: if config.derived {
+            config.kdf.name().to_owned()
+        } else {
+            String::new()
+        },
         convergent_encryption: config.convergent,
         exportable: config.exportable,
         allow_plaintext_backup: config.allow_plaintext_backup,
@@ -50,28 +54,34 @@ pub(super) fn create(
     message: pb::CreateKeyRequest,
 ) -> Result<pb::CreateKeyResponse, tonic::Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::CreateKey(key), |engine| {
-        let key_type = match message.r#type.as_str() {
-            "" => KeyType::Aes256Gcm96,
-            name => name
-                .parse::<KeyType>()
-                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?,
-        };
-        let options = CreateOptions {
-            key_type,
-            derived: message.derived,
-            convergent: message.convergent_encryption,
-            exportable: message.exportable,
-            allow_plaintext_backup: message.allow_plaintext_backup,
-            auto_rotate_period_secs: message.auto_rotate_period_seconds,
-            key_size: (message.key_size != 0).then_some(message.key_size as usize),
-        };
-        let (description, created) = engine.create_key(key, &options).map_err(engine_status)?;
-        Ok(pb::CreateKeyResponse {
-            key: Some(key_message(description)),
-            created,
-        })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::CreateKey(key),
+        |engine| {
+            let key_type = match message.r#type.as_str() {
+                "" => KeyType::Aes256Gcm96,
+                name => name
+                    .parse::<KeyType>()
+                    .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?,
+            };
+            let options = CreateOptions {
+                key_type,
+                derived: message.derived,
+                convergent: message.convergent_encryption,
+                exportable: message.exportable,
+                allow_plaintext_backup: message.allow_plaintext_backup,
+                auto_rotate_period_secs: message.auto_rotate_period_seconds,
+                key_size: (message.key_size != 0).then_some(message.key_size as usize),
+            };
+            let (description, created) = engine.create_key(key, &options).map_err(engine_status)?;
+            Ok(pb::CreateKeyResponse {
+                key: Some(key_message(description)),
+                created,
+            })
+        },
+    )
 }
 
 pub(super) fn read(
@@ -80,12 +90,20 @@ pub(super) fn read(
     message: pb::ReadKeyRequest,
 ) -> Result<pb::ReadKeyResponse, tonic::Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::ReadKey(key), |engine| {
-        let description = engine.read_key(key, optional(&message.context)).map_err(engine_status)?;
-        Ok(pb::ReadKeyResponse {
-            key: Some(key_message(description)),
-        })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::ReadKey(key),
+        |engine| {
+            let description = engine
+                .read_key(key, optional(&message.context))
+                .map_err(engine_status)?;
+            Ok(pb::ReadKeyResponse {
+                key: Some(key_message(description)),
+            })
+        },
+    )
 }
 
 pub(super) fn list(
@@ -93,11 +111,21 @@ pub(super) fn list(
     token: Option<&str>,
     message: pb::ListKeysRequest,
 ) -> Result<pb::ListKeysResponse, tonic::Status> {
-    run(service, token, &message.mount, TransitOp::ListKeys, |engine| {
-        // Names ending in '/' are the engine's own entries, never listed.
-        let keys = engine.list_keys().into_iter().filter(|n| !n.ends_with('/')).collect();
-        Ok(pb::ListKeysResponse { keys })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::ListKeys,
+        |engine| {
+            // Names ending in '/' are the engine's own entries, never listed.
+            let keys = engine
+                .list_keys()
+                .into_iter()
+                .filter(|n| !n.ends_with('/'))
+                .collect();
+            Ok(pb::ListKeysResponse { keys })
+        },
+    )
 }
 
 pub(super) fn rotate(
@@ -106,12 +134,18 @@ pub(super) fn rotate(
     message: pb::RotateKeyRequest,
 ) -> Result<pb::RotateKeyResponse, tonic::Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::RotateKey(key), |engine| {
-        let description = engine.rotate_key(key).map_err(engine_status)?;
-        Ok(pb::RotateKeyResponse {
-            key: Some(key_message(description)),
-        })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::RotateKey(key),
+        |engine| {
+            let description = engine.rotate_key(key).map_err(engine_status)?;
+            Ok(pb::RotateKeyResponse {
+                key: Some(key_message(description)),
+            })
+        },
+    )
 }
 
 pub(super) fn update_config(
@@ -120,21 +154,29 @@ pub(super) fn update_config(
     message: pb::UpdateKeyConfigRequest,
 ) -> Result<pb::UpdateKeyConfigResponse, tonic::Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::ConfigureKey(key), |engine| {
-        let update = ConfigUpdate {
-            min_decryption_version: message.min_decryption_version,
-            min_encryption_version: message.min_encryption_version,
-            deletion_allowed: message.deletion_allowed,
-            exportable: message.exportable,
-            allow_plaintext_backup: message.allow_plaintext_backup,
-            auto_rotate_period_secs: message.auto_rotate_period_seconds,
-        };
-        let (description, warnings) = engine.update_key_config(key, &update).map_err(engine_status)?;
-        Ok(pb::UpdateKeyConfigResponse {
-            key: Some(key_message(description)),
-            warnings,
-        })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::ConfigureKey(key),
+        |engine| {
+            let update = ConfigUpdate {
+                min_decryption_version: message.min_decryption_version,
+                min_encryption_version: message.min_encryption_version,
+                deletion_allowed: message.deletion_allowed,
+                exportable: message.exportable,
+                allow_plaintext_backup: message.allow_plaintext_backup,
+                auto_rotate_period_secs: message.auto_rotate_period_seconds,
+            };
+            let (description, warnings) = engine
+                .update_key_config(key, &update)
+                .map_err(engine_status)?;
+            Ok(pb::UpdateKeyConfigResponse {
+                key: Some(key_message(description)),
+                warnings,
+            })
+        },
+    )
 }
 
 pub(super) fn trim(
@@ -143,14 +185,20 @@ pub(super) fn trim(
     message: pb::TrimKeyRequest,
 ) -> Result<pb::TrimKeyResponse, tonic::Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::TrimKey(key), |engine| {
-        let description = engine
-            .trim_key(key, message.min_available_version)
-            .map_err(engine_status)?;
-        Ok(pb::TrimKeyResponse {
-            key: Some(key_message(description)),
-        })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::TrimKey(key),
+        |engine| {
+            let description = engine
+                .trim_key(key, message.min_available_version)
+                .map_err(engine_status)?;
+            Ok(pb::TrimKeyResponse {
+                key: Some(key_message(description)),
+            })
+        },
+    )
 }
 
 pub(super) fn delete(
@@ -159,8 +207,14 @@ pub(super) fn delete(
     message: pb::DeleteKeyRequest,
 ) -> Result<pb::DeleteKeyResponse, tonic::Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::DeleteKey(key), |engine| {
-        engine.delete_key(key).map_err(engine_status)?;
-        Ok(pb::DeleteKeyResponse {})
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::DeleteKey(key),
+        |engine| {
+            engine.delete_key(key).map_err(engine_status)?;
+            Ok(pb::DeleteKeyResponse {})
+        },
+    )
 }

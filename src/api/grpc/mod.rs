@@ -26,9 +26,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::metadata::MetadataMap;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::api::error::grpc_status;
@@ -44,7 +44,8 @@ pub mod pb {
     tonic::include_proto!("cipherd.v1");
 
     /// The encoded file descriptor set of `cipherd.v1`, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cipherd_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("cipherd_descriptor");
 
     /// `Debug` that names the type and nothing else, for the messages that
     /// carry plaintexts, inputs, data keys, unseal shares or tokens (build.rs
@@ -103,7 +104,10 @@ pub fn routes(service: Arc<Service>) -> Result<(Routes, HealthWatch), std::io::E
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let sys = pb::sys_server::SysServer::new(sys::SysApi::new(service, health.clone()));
-    let routes = Routes::new(transit).add_service(sys).add_service(health_server).add_service(reflection);
+    let routes = Routes::new(transit)
+        .add_service(sys)
+        .add_service(health_server)
+        .add_service(reflection);
     Ok((routes, health))
 }
 
@@ -118,7 +122,8 @@ pub async fn serve(
     let watch = tokio::spawn(health.run());
     let served = tonic::transport::Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // Small unary replies must not wait for Nagle's algorithm.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await;
     watch.abort();
     served.map_err(std::io::Error::other)
@@ -131,14 +136,20 @@ fn token(metadata: &MetadataMap) -> Option<String> {
     }
     let authorization = metadata.get("authorization")?.to_str().ok()?;
     let (scheme, token) = authorization.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 /// A synchronous handler: the service, the caller's token and the message.
 type Handler<Req, Resp> = fn(&Service, Option<&str>, Req) -> Result<Resp, Status>;
 
 /// Runs `handler` on the calling task (for requests that take microseconds).
-fn inline<Req, Resp>(service: &Service, request: Request<Req>, handler: Handler<Req, Resp>) -> Result<Response<Resp>, Status> {
+fn inline<Req, Resp>(
+    service: &Service,
+    request: Request<Req>,
+    handler: Handler<Req, Resp>,
+) -> Result<Response<Resp>, Status> {
     let token = token(request.metadata());
     handler(service, token.as_deref(), request.into_inner()).map(Response::new)
 }
@@ -157,7 +168,8 @@ where
     let token = token(request.metadata());
     let service = service.clone();
     let message = request.into_inner();
-    let outcome = tokio::task::spawn_blocking(move || handler(&service, token.as_deref(), message)).await;
+    let outcome =
+        tokio::task::spawn_blocking(move || handler(&service, token.as_deref(), message)).await;
     match outcome {
         Ok(result) => result.map(Response::new),
         Err(error) => {
@@ -180,7 +192,10 @@ fn run<T>(
     if let Some(key) = op.key() {
         check_key_name(key)?;
     }
-    let ctx = RequestContext { token, transport: Transport::Grpc };
+    let ctx = RequestContext {
+        token,
+        transport: Transport::Grpc,
+    };
     let mount = resolve_mount(service, &ctx, mount, op).map_err(|e| grpc_status(&e))?;
     match service.transit(&ctx, &mount, op, None, |engine| Ok(run(engine))) {
         Ok(outcome) => outcome,
@@ -200,7 +215,12 @@ fn check_key_name(key: &str) -> Result<(), Status> {
 /// The transit mount called `name`. As over REST, a caller that may not use
 /// the path learns nothing about the mount table: it gets the denial, not
 /// `NOT_FOUND`.
-fn resolve_mount(service: &Service, ctx: &RequestContext<'_>, name: &str, op: TransitOp<'_>) -> Result<Arc<Mount>, ServiceError> {
+fn resolve_mount(
+    service: &Service,
+    ctx: &RequestContext<'_>,
+    name: &str,
+    op: TransitOp<'_>,
+) -> Result<Arc<Mount>, ServiceError> {
     let name = match name.trim_matches('/') {
         "" => DEFAULT_MOUNT,
         trimmed => trimmed,
@@ -209,7 +229,13 @@ fn resolve_mount(service: &Service, ctx: &RequestContext<'_>, name: &str, op: Tr
     match service.route(&path) {
         Ok((mount, _)) if mount.info.path.trim_end_matches('/') == name => Ok(mount),
         Ok(_) | Err(ServiceError::NoSuchMount { .. }) => {
-            let any = [Capability::Create, Capability::Read, Capability::Update, Capability::Delete, Capability::List];
+            let any = [
+                Capability::Create,
+                Capability::Read,
+                Capability::Update,
+                Capability::Delete,
+                Capability::List,
+            ];
             service.authorize(ctx, &path, &any)?;
             Err(ServiceError::NoSuchMount { path })
         }

@@ -65,20 +65,34 @@ impl Sys for SysApi {
         Ok(Response::new(status_message(self.service.seal_status())))
     }
 
-    async fn init(&self, request: Request<pb::InitRequest>) -> Result<Response<pb::InitResponse>, Status> {
+    async fn init(
+        &self,
+        request: Request<pb::InitRequest>,
+    ) -> Result<Response<pb::InitResponse>, Status> {
         let message = request.into_inner();
-        let shares = u8::try_from(message.secret_shares)
-            .map_err(|_| Status::invalid_argument("invalid seal configuration: shares must be less than 256"))?;
-        let threshold = u8::try_from(message.secret_threshold)
-            .map_err(|_| Status::invalid_argument("invalid seal configuration: threshold must be less than 256"))?;
-        let init = self.blocking(move |service| service.init(shares, threshold, None)).await?;
+        let shares = u8::try_from(message.secret_shares).map_err(|_| {
+            Status::invalid_argument("invalid seal configuration: shares must be less than 256")
+        })?;
+        let threshold = u8::try_from(message.secret_threshold).map_err(|_| {
+            Status::invalid_argument("invalid seal configuration: threshold must be less than 256")
+        })?;
+        let init = self
+            .blocking(move |service| service.init(shares, threshold, None))
+            .await?;
         Ok(Response::new(pb::InitResponse {
-            keys: init.shares.iter().map(|share| share.expose_secret().to_vec()).collect(),
+            keys: init
+                .shares
+                .iter()
+                .map(|share| share.expose_secret().to_vec())
+                .collect(),
             root_token: init.root_token.token.expose_secret().to_owned(),
         }))
     }
 
-    async fn unseal(&self, request: Request<pb::UnsealRequest>) -> Result<Response<pb::SealStatusResponse>, Status> {
+    async fn unseal(
+        &self,
+        request: Request<pb::UnsealRequest>,
+    ) -> Result<Response<pb::SealStatusResponse>, Status> {
         let message = request.into_inner();
         if message.reset {
             if !self.service.seal_status().sealed {
@@ -87,7 +101,9 @@ impl Sys for SysApi {
             return Ok(Response::new(status_message(self.service.unseal_reset())));
         }
         if message.key.is_empty() {
-            return Err(Status::invalid_argument("'key' must be specified, or 'reset' set to true"));
+            return Err(Status::invalid_argument(
+                "'key' must be specified, or 'reset' set to true",
+            ));
         }
         let key = zeroize::Zeroizing::new(message.key);
         let outcome = self
@@ -101,7 +117,10 @@ impl Sys for SysApi {
         Ok(Response::new(status_message(outcome?)))
     }
 
-    async fn seal(&self, request: Request<pb::SealRequest>) -> Result<Response<pb::SealResponse>, Status> {
+    async fn seal(
+        &self,
+        request: Request<pb::SealRequest>,
+    ) -> Result<Response<pb::SealResponse>, Status> {
         let token = token(request.metadata());
         let status = self.service.seal_status();
         // As over REST: sealing a sealed (or uninitialized) server succeeds.

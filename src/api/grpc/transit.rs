@@ -12,7 +12,9 @@ use zeroize::Zeroizing;
 use crate::crypto::HashAlgorithm;
 use crate::crypto::asymmetric::{Marshaling, RsaSignatureScheme, SaltLength, SignatureOptions};
 use crate::engine::{self, DatakeyRequest, RewrapRequest, UpsertOptions};
-use crate::keyring::{DecryptRequest, EncryptRequest, HmacRequest, KeyType, SignRequest, VerifyRequest};
+use crate::keyring::{
+    DecryptRequest, EncryptRequest, HmacRequest, KeyType, SignRequest, VerifyRequest,
+};
 use crate::service::{Service, TransitOp};
 
 use super::pb::transit_server::Transit;
@@ -39,7 +41,10 @@ pub type BulkStream = Pin<Box<dyn Stream<Item = Result<pb::BulkResponse, Status>
 
 #[tonic::async_trait]
 impl Transit for TransitApi {
-    async fn encrypt(&self, request: Request<pb::EncryptRequest>) -> Result<Response<pb::EncryptResponse>, Status> {
+    async fn encrypt(
+        &self,
+        request: Request<pb::EncryptRequest>,
+    ) -> Result<Response<pb::EncryptResponse>, Status> {
         // An upsert of an RSA key generates it first: seconds, not microseconds.
         if request.get_ref().r#type.starts_with("rsa") {
             blocking(&self.service, request, encrypt).await
@@ -48,28 +53,46 @@ impl Transit for TransitApi {
         }
     }
 
-    async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Result<Response<pb::DecryptResponse>, Status> {
+    async fn decrypt(
+        &self,
+        request: Request<pb::DecryptRequest>,
+    ) -> Result<Response<pb::DecryptResponse>, Status> {
         inline(&self.service, request, decrypt)
     }
 
-    async fn rewrap(&self, request: Request<pb::RewrapRequest>) -> Result<Response<pb::RewrapResponse>, Status> {
+    async fn rewrap(
+        &self,
+        request: Request<pb::RewrapRequest>,
+    ) -> Result<Response<pb::RewrapResponse>, Status> {
         inline(&self.service, request, rewrap)
     }
 
-    async fn datakey(&self, request: Request<pb::DatakeyRequest>) -> Result<Response<pb::DatakeyResponse>, Status> {
+    async fn datakey(
+        &self,
+        request: Request<pb::DatakeyRequest>,
+    ) -> Result<Response<pb::DatakeyResponse>, Status> {
         inline(&self.service, request, datakey)
     }
 
-    async fn sign(&self, request: Request<pb::SignRequest>) -> Result<Response<pb::SignResponse>, Status> {
+    async fn sign(
+        &self,
+        request: Request<pb::SignRequest>,
+    ) -> Result<Response<pb::SignResponse>, Status> {
         // RSA-4096 signatures take milliseconds.
         blocking(&self.service, request, sign).await
     }
 
-    async fn verify(&self, request: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyResponse>, Status> {
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
         inline(&self.service, request, verify)
     }
 
-    async fn hmac(&self, request: Request<pb::HmacRequest>) -> Result<Response<pb::HmacResponse>, Status> {
+    async fn hmac(
+        &self,
+        request: Request<pb::HmacRequest>,
+    ) -> Result<Response<pb::HmacResponse>, Status> {
         inline(&self.service, request, hmac)
     }
 
@@ -80,11 +103,17 @@ impl Transit for TransitApi {
         inline(&self.service, request, verify_hmac)
     }
 
-    async fn hash(&self, request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+    async fn hash(
+        &self,
+        request: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
         inline(&self.service, request, hash)
     }
 
-    async fn random(&self, request: Request<pb::RandomRequest>) -> Result<Response<pb::RandomResponse>, Status> {
+    async fn random(
+        &self,
+        request: Request<pb::RandomRequest>,
+    ) -> Result<Response<pb::RandomResponse>, Status> {
         inline(&self.service, request, random)
     }
 
@@ -95,11 +124,17 @@ impl Transit for TransitApi {
         blocking(&self.service, request, keys::create).await
     }
 
-    async fn read_key(&self, request: Request<pb::ReadKeyRequest>) -> Result<Response<pb::ReadKeyResponse>, Status> {
+    async fn read_key(
+        &self,
+        request: Request<pb::ReadKeyRequest>,
+    ) -> Result<Response<pb::ReadKeyResponse>, Status> {
         inline(&self.service, request, keys::read)
     }
 
-    async fn list_keys(&self, request: Request<pb::ListKeysRequest>) -> Result<Response<pb::ListKeysResponse>, Status> {
+    async fn list_keys(
+        &self,
+        request: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
         inline(&self.service, request, keys::list)
     }
 
@@ -117,7 +152,10 @@ impl Transit for TransitApi {
         blocking(&self.service, request, keys::update_config).await
     }
 
-    async fn trim_key(&self, request: Request<pb::TrimKeyRequest>) -> Result<Response<pb::TrimKeyResponse>, Status> {
+    async fn trim_key(
+        &self,
+        request: Request<pb::TrimKeyRequest>,
+    ) -> Result<Response<pb::TrimKeyResponse>, Status> {
         blocking(&self.service, request, keys::trim).await
     }
 
@@ -172,7 +210,10 @@ impl Transit for TransitApi {
 
     type BulkStream = BulkStream;
 
-    async fn bulk(&self, request: Request<Streaming<pb::BulkRequest>>) -> Result<Response<Self::BulkStream>, Status> {
+    async fn bulk(
+        &self,
+        request: Request<Streaming<pb::BulkRequest>>,
+    ) -> Result<Response<Self::BulkStream>, Status> {
         Ok(Response::new(batch::bulk(self.service.clone(), request)))
     }
 }
@@ -183,105 +224,166 @@ impl Transit for TransitApi {
 pub(super) fn upsert(type_name: &str, convergent: bool) -> Result<UpsertOptions, Status> {
     let key_type = match type_name {
         "" => KeyType::Aes256Gcm96,
-        name => name.parse::<KeyType>().map_err(|e| Status::invalid_argument(e.to_string()))?,
+        name => name
+            .parse::<KeyType>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?,
     };
-    Ok(UpsertOptions { key_type, convergent })
+    Ok(UpsertOptions {
+        key_type,
+        convergent,
+    })
 }
 
-fn encrypt(service: &Service, token: Option<&str>, mut message: pb::EncryptRequest) -> Result<pb::EncryptResponse, Status> {
+fn encrypt(
+    service: &Service,
+    token: Option<&str>,
+    mut message: pb::EncryptRequest,
+) -> Result<pb::EncryptResponse, Status> {
     let plaintext = Zeroizing::new(std::mem::take(&mut message.plaintext));
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::Encrypt(key), |engine| {
-        let upsert = upsert(&message.r#type, message.convergent_encryption)?;
-        let request = EncryptRequest {
-            plaintext: &plaintext,
-            context: optional(&message.context),
-            associated_data: optional(&message.associated_data),
-            key_version: version(message.key_version),
-        };
-        let encrypted = engine.encrypt(key, &request, Some(&upsert)).map_err(engine_status)?;
-        Ok(pb::EncryptResponse {
-            ciphertext: encrypted.ciphertext,
-            key_version: encrypted.key_version,
-        })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::Encrypt(key),
+        |engine| {
+            let upsert = upsert(&message.r#type, message.convergent_encryption)?;
+            let request = EncryptRequest {
+                plaintext: &plaintext,
+                context: optional(&message.context),
+                associated_data: optional(&message.associated_data),
+                key_version: version(message.key_version),
+            };
+            let encrypted = engine
+                .encrypt(key, &request, Some(&upsert))
+                .map_err(engine_status)?;
+            Ok(pb::EncryptResponse {
+                ciphertext: encrypted.ciphertext,
+                key_version: encrypted.key_version,
+            })
+        },
+    )
 }
 
-fn decrypt(service: &Service, token: Option<&str>, message: pb::DecryptRequest) -> Result<pb::DecryptResponse, Status> {
+fn decrypt(
+    service: &Service,
+    token: Option<&str>,
+    message: pb::DecryptRequest,
+) -> Result<pb::DecryptResponse, Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::Decrypt(key), |engine| {
-        let request = DecryptRequest {
-            ciphertext: &message.ciphertext,
-            context: optional(&message.context),
-            associated_data: optional(&message.associated_data),
-        };
-        let plaintext = engine.decrypt(key, &request).map_err(engine_status)?;
-        Ok(pb::DecryptResponse { plaintext })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::Decrypt(key),
+        |engine| {
+            let request = DecryptRequest {
+                ciphertext: &message.ciphertext,
+                context: optional(&message.context),
+                associated_data: optional(&message.associated_data),
+            };
+            let plaintext = engine.decrypt(key, &request).map_err(engine_status)?;
+            Ok(pb::DecryptResponse { plaintext })
+        },
+    )
 }
 
-fn rewrap(service: &Service, token: Option<&str>, message: pb::RewrapRequest) -> Result<pb::RewrapResponse, Status> {
+fn rewrap(
+    service: &Service,
+    token: Option<&str>,
+    message: pb::RewrapRequest,
+) -> Result<pb::RewrapResponse, Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::Rewrap(key), |engine| {
-        let request = RewrapRequest {
-            ciphertext: &message.ciphertext,
-            context: optional(&message.context),
-            key_version: version(message.key_version),
-        };
-        let encrypted = engine.rewrap(key, &request).map_err(engine_status)?;
-        Ok(pb::RewrapResponse {
-            ciphertext: encrypted.ciphertext,
-            key_version: encrypted.key_version,
-        })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::Rewrap(key),
+        |engine| {
+            let request = RewrapRequest {
+                ciphertext: &message.ciphertext,
+                context: optional(&message.context),
+                key_version: version(message.key_version),
+            };
+            let encrypted = engine.rewrap(key, &request).map_err(engine_status)?;
+            Ok(pb::RewrapResponse {
+                ciphertext: encrypted.ciphertext,
+                key_version: encrypted.key_version,
+            })
+        },
+    )
 }
 
-fn datakey(service: &Service, token: Option<&str>, message: pb::DatakeyRequest) -> Result<pb::DatakeyResponse, Status> {
+fn datakey(
+    service: &Service,
+    token: Option<&str>,
+    message: pb::DatakeyRequest,
+) -> Result<pb::DatakeyResponse, Status> {
     let key = &message.key;
-    let kind = if message.wrapped { "wrapped" } else { "plaintext" };
-    run(service, token, &message.mount, TransitOp::Datakey(kind, key), |engine| {
-        let request = DatakeyRequest {
-            bits: if message.bits == 0 { 256 } else { message.bits },
-            context: optional(&message.context),
-            associated_data: optional(&message.associated_data),
-            key_version: version(message.key_version),
-        };
-        let datakey = engine.datakey(key, &request).map_err(engine_status)?;
-        Ok(pb::DatakeyResponse {
-            ciphertext: datakey.encrypted.ciphertext,
-            key_version: datakey.encrypted.key_version,
-            plaintext: if message.wrapped {
-                Vec::new()
-            } else {
-                datakey.plaintext.expose_secret().to_vec()
-            },
-        })
-    })
+    let kind = if message.wrapped {
+        "wrapped"
+    } else {
+        "plaintext"
+    };
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::Datakey(kind, key),
+        |engine| {
+            let request = DatakeyRequest {
+                bits: if message.bits == 0 { 256 } else { message.bits },
+                context: optional(&message.context),
+                associated_data: optional(&message.associated_data),
+                key_version: version(message.key_version),
+            };
+            let datakey = engine.datakey(key, &request).map_err(engine_status)?;
+            Ok(pb::DatakeyResponse {
+                ciphertext: datakey.encrypted.ciphertext,
+                key_version: datakey.encrypted.key_version,
+                plaintext: if message.wrapped {
+                    Vec::new()
+                } else {
+                    datakey.plaintext.expose_secret().to_vec()
+                },
+            })
+        },
+    )
 }
 
 /// Vault's sign/verify options from the message; empty fields take Vault's
 /// defaults.
-pub(super) fn signature_options(options: Option<&pb::SignatureOptions>) -> Result<SignatureOptions, Status> {
+pub(super) fn signature_options(
+    options: Option<&pb::SignatureOptions>,
+) -> Result<SignatureOptions, Status> {
     let Some(options) = options else {
         return Ok(SignatureOptions::default());
     };
-    let hash = match options.hash_algorithm.as_str() {
-        "" => Some(HashAlgorithm::Sha2_256),
-        "none" => None,
-        name => Some(
-            name.parse::<HashAlgorithm>()
-                .map_err(|_| Status::invalid_argument(format!("invalid hash algorithm {name:?}")))?,
-        ),
-    };
+    let hash =
+        match options.hash_algorithm.as_str() {
+            "" => Some(HashAlgorithm::Sha2_256),
+            "none" => None,
+            name => Some(name.parse::<HashAlgorithm>().map_err(|_| {
+                Status::invalid_argument(format!("invalid hash algorithm {name:?}"))
+            })?),
+        };
     let marshaling = match options.marshaling_algorithm.as_str() {
         "" | "asn1" => Marshaling::Asn1,
         "jws" => Marshaling::Jws,
-        other => return Err(Status::invalid_argument(format!("invalid marshaling type {other:?}"))),
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "invalid marshaling type {other:?}"
+            )));
+        }
     };
     let rsa_scheme = match options.signature_algorithm.as_str() {
         "" | "pss" => RsaSignatureScheme::Pss,
         "pkcs1v15" => RsaSignatureScheme::Pkcs1v15,
-        other => return Err(Status::invalid_argument(format!("unsupported rsa signature algorithm {other}"))),
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "unsupported rsa signature algorithm {other}"
+            )));
+        }
     };
     let salt_length = match options.salt_length.as_str() {
         "" => SaltLength::Auto,
@@ -307,49 +409,79 @@ pub(super) fn hmac_algorithm(name: &str) -> Result<HashAlgorithm, Status> {
     }
 }
 
-fn sign(service: &Service, token: Option<&str>, message: pb::SignRequest) -> Result<pb::SignResponse, Status> {
+fn sign(
+    service: &Service,
+    token: Option<&str>,
+    message: pb::SignRequest,
+) -> Result<pb::SignResponse, Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::Sign(key), |engine| {
-        let request = SignRequest {
-            input: &message.input,
-            context: optional(&message.context),
-            key_version: version(message.key_version),
-            options: signature_options(message.options.as_ref())?,
-        };
-        let signed = engine.sign(key, &request).map_err(engine_status)?;
-        Ok(pb::SignResponse {
-            signature: signed.signature,
-            key_version: signed.key_version,
-            public_key: signed.public_key.unwrap_or_default(),
-        })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::Sign(key),
+        |engine| {
+            let request = SignRequest {
+                input: &message.input,
+                context: optional(&message.context),
+                key_version: version(message.key_version),
+                options: signature_options(message.options.as_ref())?,
+            };
+            let signed = engine.sign(key, &request).map_err(engine_status)?;
+            Ok(pb::SignResponse {
+                signature: signed.signature,
+                key_version: signed.key_version,
+                public_key: signed.public_key.unwrap_or_default(),
+            })
+        },
+    )
 }
 
-fn verify(service: &Service, token: Option<&str>, message: pb::VerifyRequest) -> Result<pb::VerifyResponse, Status> {
+fn verify(
+    service: &Service,
+    token: Option<&str>,
+    message: pb::VerifyRequest,
+) -> Result<pb::VerifyResponse, Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::Verify(key), |engine| {
-        let request = VerifyRequest {
-            input: &message.input,
-            signature: &message.signature,
-            context: optional(&message.context),
-            options: signature_options(message.options.as_ref())?,
-        };
-        let valid = engine.verify(key, &request).map_err(engine_status)?;
-        Ok(pb::VerifyResponse { valid })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::Verify(key),
+        |engine| {
+            let request = VerifyRequest {
+                input: &message.input,
+                signature: &message.signature,
+                context: optional(&message.context),
+                options: signature_options(message.options.as_ref())?,
+            };
+            let valid = engine.verify(key, &request).map_err(engine_status)?;
+            Ok(pb::VerifyResponse { valid })
+        },
+    )
 }
 
-fn hmac(service: &Service, token: Option<&str>, message: pb::HmacRequest) -> Result<pb::HmacResponse, Status> {
+fn hmac(
+    service: &Service,
+    token: Option<&str>,
+    message: pb::HmacRequest,
+) -> Result<pb::HmacResponse, Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::Hmac(key), |engine| {
-        let request = HmacRequest {
-            input: &message.input,
-            key_version: version(message.key_version),
-            algorithm: hmac_algorithm(&message.algorithm)?,
-        };
-        let hmac = engine.hmac(key, &request).map_err(engine_status)?;
-        Ok(pb::HmacResponse { hmac })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::Hmac(key),
+        |engine| {
+            let request = HmacRequest {
+                input: &message.input,
+                key_version: version(message.key_version),
+                algorithm: hmac_algorithm(&message.algorithm)?,
+            };
+            let hmac = engine.hmac(key, &request).map_err(engine_status)?;
+            Ok(pb::HmacResponse { hmac })
+        },
+    )
 }
 
 /// Checked as `verify/<key>`, where Vault verifies HMACs too.
@@ -359,23 +491,35 @@ fn verify_hmac(
     message: pb::VerifyHmacRequest,
 ) -> Result<pb::VerifyHmacResponse, Status> {
     let key = &message.key;
-    run(service, token, &message.mount, TransitOp::Verify(key), |engine| {
-        let algorithm = hmac_algorithm(&message.algorithm)?;
-        let valid = engine
-            .verify_hmac(key, &message.input, &message.hmac, algorithm)
-            .map_err(engine_status)?;
-        Ok(pb::VerifyHmacResponse { valid })
-    })
+    run(
+        service,
+        token,
+        &message.mount,
+        TransitOp::Verify(key),
+        |engine| {
+            let algorithm = hmac_algorithm(&message.algorithm)?;
+            let valid = engine
+                .verify_hmac(key, &message.input, &message.hmac, algorithm)
+                .map_err(engine_status)?;
+            Ok(pb::VerifyHmacResponse { valid })
+        },
+    )
 }
 
-fn hash(service: &Service, token: Option<&str>, message: pb::HashRequest) -> Result<pb::HashResponse, Status> {
+fn hash(
+    service: &Service,
+    token: Option<&str>,
+    message: pb::HashRequest,
+) -> Result<pb::HashResponse, Status> {
     run(service, token, &message.mount, TransitOp::Hash, |_| {
         // Vault's hash endpoint offers SHA-2 and SHA-3 only.
         let algorithm = match message.algorithm.as_str() {
             "" => HashAlgorithm::Sha2_256,
             name => match name.parse::<HashAlgorithm>() {
                 Ok(HashAlgorithm::Sha1) | Err(_) => {
-                    return Err(Status::invalid_argument(format!("unsupported algorithm {name}")));
+                    return Err(Status::invalid_argument(format!(
+                        "unsupported algorithm {name}"
+                    )));
                 }
                 Ok(algorithm) => algorithm,
             },
@@ -386,7 +530,11 @@ fn hash(service: &Service, token: Option<&str>, message: pb::HashRequest) -> Res
     })
 }
 
-fn random(service: &Service, token: Option<&str>, message: pb::RandomRequest) -> Result<pb::RandomResponse, Status> {
+fn random(
+    service: &Service,
+    token: Option<&str>,
+    message: pb::RandomRequest,
+) -> Result<pb::RandomResponse, Status> {
     run(service, token, &message.mount, TransitOp::Random, |_| {
         match message.source.as_str() {
             "" | "platform" | "seal" | "all" => {}
@@ -396,7 +544,11 @@ fn random(service: &Service, token: Option<&str>, message: pb::RandomRequest) ->
                 )));
             }
         }
-        let count = if message.bytes == 0 { DEFAULT_RANDOM_BYTES } else { message.bytes };
+        let count = if message.bytes == 0 {
+            DEFAULT_RANDOM_BYTES
+        } else {
+            message.bytes
+        };
         let random_bytes = engine::random_bytes(i64::from(count)).map_err(engine_status)?;
         Ok(pb::RandomResponse { random_bytes })
     })

@@ -122,8 +122,17 @@ async fn handle(
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        // The only way reading a body fails here is the size limit (or a client
+        // that hangs up): answer as Vault does, in its JSON error shape.
+        Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            return Reply::errors(rejection.status(), vec!["http: request body too large".into()]).into_response();
+        }
+        Err(rejection) => return Reply::bad_request(rejection.body_text()).into_response(),
+    };
     let request = match decode(&method, path, query.as_deref(), &headers, &body) {
         Ok(request) => request,
         Err(reply) => return reply.into_response(),

@@ -44,6 +44,18 @@ pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
         (p, _) if p.starts_with("policy/") => policy(state, &request, &p["policy/".len()..], true),
         (p, _) if p.starts_with("policies/acl/") => policy(state, &request, &p["policies/acl/".len()..], false),
         ("capabilities-self", Operation::Update) => capabilities_self(state, &request),
+        ("rotate", Operation::Update) => match state.service.rotate_barrier(&request.context()) {
+            Ok(_) => Reply::NoContent,
+            Err(error) => rest_reply(&error, None),
+        },
+        ("key-status", Operation::Read) => match state.service.barrier_key_status(&request.context()) {
+            Ok(key) => injected(json!({
+                "term": key.term,
+                "install_time": crate::api::rest::fields::rfc3339(key.installed_unix),
+                "encryptions": 0,
+            })),
+            Err(error) => rest_reply(&error, None),
+        },
         // No audit device exists until the audit subsystem lands: the listing is
         // truthfully empty, and enabling one is refused rather than ignored.
         ("audit", Operation::Read) => match state.service.authorize(&request.context(), "sys/audit", &[Capability::Read, Capability::Sudo]) {

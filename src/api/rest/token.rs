@@ -7,6 +7,7 @@ use crate::api::error::rest_reply;
 use crate::auth::{AuthError, Capability, IssuedToken, TokenEntry, TokenRequest};
 use crate::service::ServiceError;
 
+use super::fields::rfc3339;
 use super::{Operation, Reply, Request, RestState};
 
 pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
@@ -111,21 +112,6 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn rfc3339(unix: u64) -> String {
-    let days = unix / 86_400;
-    let secs = unix % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one format.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
-}
 
 fn lookup_data(entry: &TokenEntry, id: &str) -> Value {
     let now = now();
@@ -289,7 +275,7 @@ impl Reply {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
+    use super::super::fields::rfc3339;
 
     #[test]
     fn formats_rfc3339() {
