@@ -44,14 +44,27 @@ fn sizes() -> Vec<usize> {
                 .filter_map(|n| n.trim().replace('_', "").parse().ok())
                 .collect()
         })
-        .unwrap_or_else(|| vec![10_000, 100_000])
+        .unwrap_or_else(|| {
+            if benchmarking() {
+                vec![10_000, 100_000]
+            } else {
+                // `cargo test --all-targets` runs bench targets without
+                // `--bench`: a small smoke run checks the bench still works.
+                vec![200]
+            }
+        })
+}
+
+/// True under `cargo bench` (which passes `--bench`), false under `cargo test`.
+fn benchmarking() -> bool {
+    std::env::args().any(|a| a == "--bench")
 }
 
 fn runs() -> usize {
     std::env::var("UNSEAL_BENCH_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(if benchmarking() { 3 } else { 1 })
 }
 
 fn secs(d: Duration) -> String {

@@ -100,6 +100,11 @@ fn init(state: &RestState, request: &Request) -> Reply {
     if fields.str_list("pgp_keys").ok().flatten().is_some_and(|k| !k.is_empty()) {
         return Reply::bad_request("PGP-encrypted shares are not supported by cipherd");
     }
+    // Returning the root token in clear to a caller that asked for it encrypted
+    // would be a silent downgrade: refuse instead.
+    if fields.str("root_token_pgp_key").ok().flatten().is_some_and(|k| !k.is_empty()) {
+        return Reply::bad_request("PGP-encrypted root tokens are not supported by cipherd");
+    }
     let shares = match fields.int("secret_shares") {
         Ok(v) => v.unwrap_or(0),
         Err(e) => return Reply::bad_request(e.to_string()),
