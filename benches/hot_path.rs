@@ -26,10 +26,20 @@ const BATCH: usize = 1000;
 
 fn engine_with(key_type: KeyType) -> Engine {
     // Counter-triggered rotation is off so a long run measures one version.
-    let options = EngineOptions { rotate_after_encryptions: None, ..EngineOptions::default() };
-    let engine = Engine::open(Arc::new(MemoryStorage::new()), "transit/", options).expect("open engine");
+    let options = EngineOptions {
+        rotate_after_encryptions: None,
+        ..EngineOptions::default()
+    };
+    let engine =
+        Engine::open(Arc::new(MemoryStorage::new()), "transit/", options).expect("open engine");
     engine
-        .create_key("k", &CreateOptions { key_type, ..CreateOptions::default() })
+        .create_key(
+            "k",
+            &CreateOptions {
+                key_type,
+                ..CreateOptions::default()
+            },
+        )
         .expect("create key");
     engine
 }
@@ -45,7 +55,11 @@ fn raw_seal_and_encode(key: &LessSafeKey, plaintext: &[u8]) -> String {
     buf.extend_from_slice(&nonce);
     buf.extend_from_slice(plaintext);
     let tag = key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf[12..])
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::empty(),
+            &mut buf[12..],
+        )
         .expect("seal");
     buf.extend_from_slice(tag.as_ref());
     STANDARD.encode(&buf)
@@ -65,12 +79,25 @@ fn single(c: &mut Criterion) {
             b.iter(|| raw_seal_and_encode(&raw_key, black_box(&plaintext)))
         });
         for (label, engine) in &engines {
-            let request = EncryptRequest { plaintext: &plaintext, ..EncryptRequest::default() };
+            let request = EncryptRequest {
+                plaintext: &plaintext,
+                ..EncryptRequest::default()
+            };
             group.bench_function(BenchmarkId::new("engine encrypt", label), |b| {
-                b.iter(|| engine.encrypt("k", black_box(&request), None).expect("encrypt"))
+                b.iter(|| {
+                    engine
+                        .encrypt("k", black_box(&request), None)
+                        .expect("encrypt")
+                })
             });
-            let ciphertext = engine.encrypt("k", &request, None).expect("encrypt").ciphertext;
-            let decrypt = DecryptRequest { ciphertext: &ciphertext, ..DecryptRequest::default() };
+            let ciphertext = engine
+                .encrypt("k", &request, None)
+                .expect("encrypt")
+                .ciphertext;
+            let decrypt = DecryptRequest {
+                ciphertext: &ciphertext,
+                ..DecryptRequest::default()
+            };
             group.bench_function(BenchmarkId::new("engine decrypt", label), |b| {
                 b.iter(|| engine.decrypt("k", black_box(&decrypt)).expect("decrypt"))
             });
@@ -103,11 +130,21 @@ fn batched(c: &mut Criterion) {
         for (label, engine) in &engines {
             let items: Vec<EncryptRequest<'_>> = plaintexts
                 .iter()
-                .map(|p| EncryptRequest { plaintext: p, ..EncryptRequest::default() })
+                .map(|p| EncryptRequest {
+                    plaintext: p,
+                    ..EncryptRequest::default()
+                })
                 .collect();
-            group.bench_function(BenchmarkId::new("engine encrypt_batch (all cores)", label), |b| {
-                b.iter(|| engine.encrypt_batch("k", black_box(&items), None).expect("batch"))
-            });
+            group.bench_function(
+                BenchmarkId::new("engine encrypt_batch (all cores)", label),
+                |b| {
+                    b.iter(|| {
+                        engine
+                            .encrypt_batch("k", black_box(&items), None)
+                            .expect("batch")
+                    })
+                },
+            );
             let ciphertexts: Vec<String> = engine
                 .encrypt_batch("k", &items, None)
                 .expect("batch")
@@ -116,16 +153,38 @@ fn batched(c: &mut Criterion) {
                 .collect();
             let decrypts: Vec<DecryptRequest<'_>> = ciphertexts
                 .iter()
-                .map(|c| DecryptRequest { ciphertext: c, ..DecryptRequest::default() })
+                .map(|c| DecryptRequest {
+                    ciphertext: c,
+                    ..DecryptRequest::default()
+                })
                 .collect();
-            group.bench_function(BenchmarkId::new("engine decrypt_batch (all cores)", label), |b| {
-                b.iter(|| engine.decrypt_batch("k", black_box(&decrypts)).expect("batch"))
-            });
+            group.bench_function(
+                BenchmarkId::new("engine decrypt_batch (all cores)", label),
+                |b| {
+                    b.iter(|| {
+                        engine
+                            .decrypt_batch("k", black_box(&decrypts))
+                            .expect("batch")
+                    })
+                },
+            );
             // The same batch on one core: the per-core figure of the goal.
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-            group.bench_function(BenchmarkId::new("engine encrypt_batch (one core)", label), |b| {
-                b.iter(|| pool.install(|| engine.encrypt_batch("k", black_box(&items), None).expect("batch")))
-            });
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .expect("pool");
+            group.bench_function(
+                BenchmarkId::new("engine encrypt_batch (one core)", label),
+                |b| {
+                    b.iter(|| {
+                        pool.install(|| {
+                            engine
+                                .encrypt_batch("k", black_box(&items), None)
+                                .expect("batch")
+                        })
+                    })
+                },
+            );
         }
         group.finish();
     }

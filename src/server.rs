@@ -67,7 +67,10 @@ pub enum ServerError {
 }
 
 /// Starts the server and serves until `shutdown` completes.
-pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let storage: Arc<dyn Storage> = if config.dev {
         Arc::new(MemoryStorage::new())
     } else {
@@ -127,7 +130,14 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
     };
     let grpc_served = async {
         match grpc_listener {
-            Some(grpc_listener) => grpc::serve(grpc_listener, service.clone(), until_stopped(stopped.clone())).await,
+            Some(grpc_listener) => {
+                grpc::serve(
+                    grpc_listener,
+                    service.clone(),
+                    until_stopped(stopped.clone()),
+                )
+                .await
+            }
             None => Ok(()),
         }
     };
@@ -141,7 +151,10 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
 
 fn start_dev(service: &Service, root_token: Option<&str>) -> Result<(), ServerError> {
     let init = service.init(1, 1, root_token)?;
-    let key = init.shares.first().ok_or_else(|| ServerError::UnsealKeyFile("init returned no share".into()))?;
+    let key = init
+        .shares
+        .first()
+        .ok_or_else(|| ServerError::UnsealKeyFile("init returned no share".into()))?;
     service.unseal_with_master_key(key.expose_secret())?;
     let token = init.root_token.token.expose_secret().to_owned();
     println!("WARNING: dev mode: in-memory storage, already unsealed; nothing survives a restart.");
@@ -153,17 +166,26 @@ fn start_dev(service: &Service, root_token: Option<&str>) -> Result<(), ServerEr
 /// Submits the unseal shares in `file` (one per line, hex or base64) until the
 /// server is unsealed.
 fn unseal_from_file(service: &Service, file: &PathBuf) -> Result<(), ServerError> {
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|e| ServerError::UnsealKeyFile(e.to_string()))?);
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(file).map_err(|e| ServerError::UnsealKeyFile(e.to_string()))?,
+    );
     if !service.seal_status().initialized {
-        tracing::warn!("--unseal-key-file given but the server is not initialized yet; ignoring it");
+        tracing::warn!(
+            "--unseal-key-file given but the server is not initialized yet; ignoring it"
+        );
         return Ok(());
     }
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let share = crate::seal::parse_share(line).map_err(|e| ServerError::UnsealKeyFile(e.to_string()))?;
+        let share = crate::seal::parse_share(line)
+            .map_err(|e| ServerError::UnsealKeyFile(e.to_string()))?;
         if !service.unseal(share.expose_secret())?.sealed {
-            tracing::warn!("unsealed from --unseal-key-file: anyone who can read that file can read every key");
+            tracing::warn!(
+                "unsealed from --unseal-key-file: anyone who can read that file can read every key"
+            );
             return Ok(());
         }
     }
-    Err(ServerError::UnsealKeyFile("the file holds fewer shares than the unseal threshold".into()))
+    Err(ServerError::UnsealKeyFile(
+        "the file holds fewer shares than the unseal threshold".into(),
+    ))
 }

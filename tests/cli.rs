@@ -3,7 +3,6 @@
 //! the Vault environment variables.
 
 #[path = "common/process.rs"]
-#[allow(dead_code)]
 mod process;
 
 use std::process::{Command, Output};
@@ -43,40 +42,96 @@ fn key_crypto_token_and_policy_commands_work_end_to_end() {
     let addr = server.addr().to_owned();
     let run = |args: &[&str]| cipherd(&addr, "root", args);
 
-    let created = json(&run(&["key", "create", "orders", "--type", "chacha20-poly1305", "-format=json"]));
+    let created = json(&run(&[
+        "key",
+        "create",
+        "orders",
+        "--type",
+        "chacha20-poly1305",
+        "-format=json",
+    ]));
     assert_eq!(created["type"], "chacha20-poly1305");
-    assert!(ok(&run(&["key", "read", "orders"])).contains("latest_version"), "table output");
+    assert!(
+        ok(&run(&["key", "read", "orders"])).contains("latest_version"),
+        "table output"
+    );
 
-    let encrypted = json(&run(&["encrypt", "orders", "card 4111", "--format", "json"]));
-    let ciphertext = encrypted["ciphertext"].as_str().expect("ciphertext").to_owned();
+    let encrypted = json(&run(&[
+        "encrypt",
+        "orders",
+        "card 4111",
+        "--format",
+        "json",
+    ]));
+    let ciphertext = encrypted["ciphertext"]
+        .as_str()
+        .expect("ciphertext")
+        .to_owned();
     assert!(ciphertext.starts_with("vault:v1:"));
-    assert_eq!(ok(&run(&["decrypt", "orders", &ciphertext])).trim_end(), "card 4111");
+    assert_eq!(
+        ok(&run(&["decrypt", "orders", &ciphertext])).trim_end(),
+        "card 4111"
+    );
 
     json(&run(&["key", "rotate", "orders", "-format=json"]));
     let rewrapped = json(&run(&["rewrap", "orders", &ciphertext, "-format=json"]));
     let rewrapped = rewrapped["ciphertext"].as_str().expect("ciphertext");
     assert!(rewrapped.starts_with("vault:v2:"));
-    assert_eq!(ok(&run(&["decrypt", "orders", rewrapped])).trim_end(), "card 4111");
+    assert_eq!(
+        ok(&run(&["decrypt", "orders", rewrapped])).trim_end(),
+        "card 4111"
+    );
 
-    json(&run(&["key", "create", "signer", "--type", "ed25519", "-format=json"]));
+    json(&run(&[
+        "key",
+        "create",
+        "signer",
+        "--type",
+        "ed25519",
+        "-format=json",
+    ]));
     let signed = json(&run(&["sign", "signer", "release 1.0", "-format=json"]));
     let signature = signed["signature"].as_str().expect("signature");
     ok(&run(&["verify", "signer", "release 1.0", signature]));
     let bad = run(&["verify", "signer", "release 2.0", signature]);
-    assert!(!bad.status.success(), "a wrong signature makes verify exit non-zero");
+    assert!(
+        !bad.status.success(),
+        "a wrong signature makes verify exit non-zero"
+    );
 
     // A policy that allows encrypting with `orders` only, and a token that holds it.
     let dir = tempfile::tempdir().expect("temp dir");
     let policy = dir.path().join("orders.hcl");
-    std::fs::write(&policy, "path \"transit/encrypt/orders\" { capabilities = [\"update\"] }\n").expect("write");
-    ok(&run(&["policy", "write", "orders-only", policy.to_str().expect("utf-8 path")]));
+    std::fs::write(
+        &policy,
+        "path \"transit/encrypt/orders\" { capabilities = [\"update\"] }\n",
+    )
+    .expect("write");
+    ok(&run(&[
+        "policy",
+        "write",
+        "orders-only",
+        policy.to_str().expect("utf-8 path"),
+    ]));
     assert!(ok(&run(&["policy", "read", "orders-only"])).contains("transit/encrypt/orders"));
-    let token = json(&run(&["token", "create", "--policy", "orders-only", "-format=json"]));
-    let limited = token["client_token"].as_str().expect("client_token").to_owned();
+    let token = json(&run(&[
+        "token",
+        "create",
+        "--policy",
+        "orders-only",
+        "-format=json",
+    ]));
+    let limited = token["client_token"]
+        .as_str()
+        .expect("client_token")
+        .to_owned();
     ok(&cipherd(&addr, &limited, &["encrypt", "orders", "x"]));
     let denied = cipherd(&addr, &limited, &["decrypt", "orders", &ciphertext]);
     assert!(!denied.status.success());
-    assert!(String::from_utf8_lossy(&denied.stderr).contains("403"), "denial names the status");
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("403"),
+        "denial names the status"
+    );
 
     let status = json(&run(&["operator", "status", "-format=json"]));
     assert_eq!(status["sealed"], false);
@@ -87,7 +142,19 @@ fn key_crypto_token_and_policy_commands_work_end_to_end() {
 fn operator_init_and_unseal_drive_a_sealed_server() {
     let server = ProcessServer::start_temp(&[]);
     let addr = server.addr().to_owned();
-    let init = json(&cipherd(&addr, "", &["operator", "init", "--key-shares", "3", "--key-threshold", "2", "-format=json"]));
+    let init = json(&cipherd(
+        &addr,
+        "",
+        &[
+            "operator",
+            "init",
+            "--key-shares",
+            "3",
+            "--key-threshold",
+            "2",
+            "-format=json",
+        ],
+    ));
     let shares: Vec<String> = init["keys_base64"]
         .as_array()
         .expect("shares")
@@ -95,15 +162,26 @@ fn operator_init_and_unseal_drive_a_sealed_server() {
         .map(|s| s.as_str().expect("share").to_owned())
         .collect();
     assert_eq!(shares.len(), 3);
-    let first = json(&cipherd(&addr, "", &["operator", "unseal", &shares[0], "-format=json"]));
+    let first = json(&cipherd(
+        &addr,
+        "",
+        &["operator", "unseal", &shares[0], "-format=json"],
+    ));
     assert_eq!(first["sealed"], true);
     assert_eq!(first["progress"], 1);
-    let second = json(&cipherd(&addr, "", &["operator", "unseal", &shares[2], "-format=json"]));
+    let second = json(&cipherd(
+        &addr,
+        "",
+        &["operator", "unseal", &shares[2], "-format=json"],
+    ));
     assert_eq!(second["sealed"], false);
     let root = init["root_token"].as_str().expect("root token");
     ok(&cipherd(&addr, root, &["operator", "seal"]));
     let status = json(&cipherd(&addr, "", &["operator", "status", "-format=json"]));
     assert_eq!(status["sealed"], true);
     let wrong_server = cipherd("http://127.0.0.1:9", "", &["operator", "status"]);
-    assert!(!wrong_server.status.success(), "an unreachable server is an error, not a panic");
+    assert!(
+        !wrong_server.status.success(),
+        "an unreachable server is an error, not a panic"
+    );
 }

@@ -151,7 +151,7 @@ fn every_signing_type_signs_and_verifies_with_every_option() {
                     name,
                     &SignRequest {
                         input: b"message",
-                        options: options,
+                        options,
                         ..SignRequest::default()
                     },
                 )
@@ -162,7 +162,7 @@ fn every_signing_type_signs_and_verifies_with_every_option() {
                     &VerifyRequest {
                         input,
                         signature: &signed.signature,
-                        options: options,
+                        options,
                         ..VerifyRequest::default()
                     },
                 )
@@ -189,7 +189,7 @@ fn every_signing_type_signs_and_verifies_with_every_option() {
             "rsa-2048",
             &SignRequest {
                 input: &digest,
-                options: options,
+                options,
                 ..SignRequest::default()
             },
         )

@@ -51,8 +51,15 @@ fn core_layers_do_not_import_upper_layers_or_io() {
             checked += 1;
         }
     }
-    assert!(checked >= 15, "expected the core modules to exist, checked {checked} files");
-    assert!(violations.is_empty(), "layering violations:\n{}", violations.join("\n"));
+    assert!(
+        checked >= 15,
+        "expected the core modules to exist, checked {checked} files"
+    );
+    assert!(
+        violations.is_empty(),
+        "layering violations:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]
@@ -68,7 +75,12 @@ fn storage_knows_no_keys() {
             .filter(|line| !line.trim_start().starts_with("//"))
             .collect::<Vec<_>>()
             .join("\n");
-        for needle in ["crate::keyring", "crate::engine", "crate::seal", "crate::crypto::aead"] {
+        for needle in [
+            "crate::keyring",
+            "crate::engine",
+            "crate::seal",
+            "crate::crypto::aead",
+        ] {
             assert!(!code.contains(needle), "{} uses {needle}", file.display());
         }
     }

@@ -21,10 +21,20 @@ use super::rest::reply::{Reply, multierror};
 /// answers 404 `{"errors":[]}` as Vault's read endpoints do.
 pub fn rest_reply(error: &ServiceError, key_not_found: Option<&str>) -> Reply {
     match error {
-        ServiceError::Sealed => Reply::errors(StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".into()]),
-        ServiceError::NotInitialized => Reply::errors(StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".into()]),
-        ServiceError::PermissionDenied => Reply::errors(StatusCode::FORBIDDEN, vec!["permission denied".into()]),
-        ServiceError::NoSuchMount { .. } => Reply::errors(StatusCode::NOT_FOUND, vec![error.to_string()]),
+        ServiceError::Sealed => Reply::errors(
+            StatusCode::SERVICE_UNAVAILABLE,
+            vec!["Vault is sealed".into()],
+        ),
+        ServiceError::NotInitialized => Reply::errors(
+            StatusCode::SERVICE_UNAVAILABLE,
+            vec!["Vault is sealed".into()],
+        ),
+        ServiceError::PermissionDenied => {
+            Reply::errors(StatusCode::FORBIDDEN, vec!["permission denied".into()])
+        }
+        ServiceError::NoSuchMount { .. } => {
+            Reply::errors(StatusCode::NOT_FOUND, vec![error.to_string()])
+        }
         ServiceError::MountInvalid(message) => Reply::bad_request(message.clone()),
         ServiceError::Auth(auth) => auth_reply(auth),
         ServiceError::Seal(seal) => seal_reply(seal),
@@ -38,7 +48,9 @@ pub fn rest_reply(error: &ServiceError, key_not_found: Option<&str>) -> Reply {
 
 fn auth_reply(error: &AuthError) -> Reply {
     match error {
-        AuthError::PermissionDenied => Reply::errors(StatusCode::FORBIDDEN, vec![multierror("permission denied")]),
+        AuthError::PermissionDenied => {
+            Reply::errors(StatusCode::FORBIDDEN, vec![multierror("permission denied")])
+        }
         AuthError::Storage(storage) => {
             tracing::error!(error = %storage, "storage failure in auth");
             Reply::internal("internal error")
@@ -49,7 +61,10 @@ fn auth_reply(error: &AuthError) -> Reply {
 
 fn seal_reply(error: &SealError) -> Reply {
     match error {
-        SealError::Sealed => Reply::errors(StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".into()]),
+        SealError::Sealed => Reply::errors(
+            StatusCode::SERVICE_UNAVAILABLE,
+            vec!["Vault is sealed".into()],
+        ),
         SealError::Storage(storage) => {
             tracing::error!(error = %storage, "storage failure in seal");
             Reply::internal("internal error")
@@ -73,17 +88,22 @@ fn engine_reply(error: &EngineError, key_not_found: Option<&str>) -> Reply {
             ErrorClass::User => Reply::bad_request(keyring.to_string()),
             ErrorClass::Internal => Reply::internal(keyring),
         },
-        EngineError::BatchTooLarge { .. } => Reply::errors(StatusCode::PAYLOAD_TOO_LARGE, vec![error.to_string()]),
+        EngineError::BatchTooLarge { .. } => {
+            Reply::errors(StatusCode::PAYLOAD_TOO_LARGE, vec![error.to_string()])
+        }
         EngineError::BatchEmpty
         | EngineError::BatchContextMixed
         | EngineError::InvalidBitLength
         | EngineError::RandomBytesOutOfRange(_) => Reply::bad_request(error.to_string()),
         EngineError::InvalidKeyName => Reply::internal(error),
         EngineError::KeyExists { .. } => Reply::internal(error),
-        EngineError::WriteConflict { .. } => Reply::errors(StatusCode::CONFLICT, vec![error.to_string()]),
-        EngineError::Storage(crate::storage::StorageError::Sealed) => {
-            Reply::errors(StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".into()])
+        EngineError::WriteConflict { .. } => {
+            Reply::errors(StatusCode::CONFLICT, vec![error.to_string()])
         }
+        EngineError::Storage(crate::storage::StorageError::Sealed) => Reply::errors(
+            StatusCode::SERVICE_UNAVAILABLE,
+            vec!["Vault is sealed".into()],
+        ),
         EngineError::StoredKeyUnreadable { .. } | EngineError::Storage(_) => {
             tracing::error!(%error, "engine storage failure");
             Reply::internal("internal error")
@@ -125,9 +145,9 @@ fn internal_status(error: &dyn std::fmt::Display, layer: &'static str) -> Status
 fn storage_status(error: &StorageError) -> Status {
     match error {
         StorageError::Sealed => Status::unavailable("Vault is sealed"),
-        StorageError::Backend { .. } | StorageError::Corrupt { .. } | StorageError::InvalidPath { .. } => {
-            internal_status(error, "storage")
-        }
+        StorageError::Backend { .. }
+        | StorageError::Corrupt { .. }
+        | StorageError::InvalidPath { .. } => internal_status(error, "storage"),
     }
 }
 

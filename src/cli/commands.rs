@@ -238,20 +238,36 @@ pub enum PolicyCommand {
 pub(super) async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
     let client = Client::from_env()?;
     match command {
-        OperatorCommand::Init { key_shares, key_threshold, common } => {
+        OperatorCommand::Init {
+            key_shares,
+            key_threshold,
+            common,
+        } => {
             let body = json!({"secret_shares": key_shares, "secret_threshold": key_threshold});
             let reply = client.call("PUT", "sys/init", Some(&body)).await?;
             if matches!(common.format, Format::Json) {
                 return print_json(&reply);
             }
-            for (i, key) in reply["keys_base64"].as_array().into_iter().flatten().enumerate() {
+            for (i, key) in reply["keys_base64"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 println!("Unseal Key {}: {}", i + 1, key.as_str().unwrap_or_default());
             }
             println!();
-            println!("Initial Root Token: {}", reply["root_token"].as_str().unwrap_or_default());
+            println!(
+                "Initial Root Token: {}",
+                reply["root_token"].as_str().unwrap_or_default()
+            );
             println!();
-            println!("The server is initialized with {key_shares} shares and a threshold of {key_threshold}.");
-            println!("It is sealed: unseal it with {key_threshold} of these shares (`cipherd operator unseal`).");
+            println!(
+                "The server is initialized with {key_shares} shares and a threshold of {key_threshold}."
+            );
+            println!(
+                "It is sealed: unseal it with {key_threshold} of these shares (`cipherd operator unseal`)."
+            );
             Ok(())
         }
         OperatorCommand::Unseal { key, reset, common } => {
@@ -262,7 +278,9 @@ pub(super) async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
                     Some(key) => key,
                     None => {
                         let mut line = String::new();
-                        std::io::stdin().read_line(&mut line).context("reading the share from stdin")?;
+                        std::io::stdin()
+                            .read_line(&mut line)
+                            .context("reading the share from stdin")?;
                         line.trim().to_owned()
                     }
                 };
@@ -288,24 +306,48 @@ pub(super) async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
 pub(super) async fn key(command: KeyCommand) -> anyhow::Result<()> {
     let client = Client::from_env()?;
     match command {
-        KeyCommand::Create { name, key_type, derived, convergent, exportable, auto_rotate_period, common } => {
+        KeyCommand::Create {
+            name,
+            key_type,
+            derived,
+            convergent,
+            exportable,
+            auto_rotate_period,
+            common,
+        } => {
             let mut body = json!({"type": key_type, "derived": derived, "convergent_encryption": convergent, "exportable": exportable});
             if let Some(period) = auto_rotate_period {
                 body["auto_rotate_period"] = json!(period);
             }
-            let reply = client.call("POST", &format!("{}/keys/{name}", common.mount), Some(&body)).await?;
+            let reply = client
+                .call(
+                    "POST",
+                    &format!("{}/keys/{name}", common.mount),
+                    Some(&body),
+                )
+                .await?;
             print_data(common.format, &reply)
         }
         KeyCommand::Rotate { name, common } => {
-            let reply = client.call("POST", &format!("{}/keys/{name}/rotate", common.mount), None).await?;
+            let reply = client
+                .call(
+                    "POST",
+                    &format!("{}/keys/{name}/rotate", common.mount),
+                    None,
+                )
+                .await?;
             print_data(common.format, &reply)
         }
         KeyCommand::Read { name, common } => {
-            let reply = client.call("GET", &format!("{}/keys/{name}", common.mount), None).await?;
+            let reply = client
+                .call("GET", &format!("{}/keys/{name}", common.mount), None)
+                .await?;
             print_data(common.format, &reply)
         }
         KeyCommand::List { common } => {
-            let reply = client.call("LIST", &format!("{}/keys", common.mount), None).await?;
+            let reply = client
+                .call("LIST", &format!("{}/keys", common.mount), None)
+                .await?;
             print_data(common.format, &reply)
         }
     }
@@ -324,16 +366,35 @@ fn with_context(mut body: Value, context: Option<&str>) -> Value {
 
 pub(super) async fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
     let client = Client::from_env()?;
-    let plaintext = if args.base64 { args.plaintext.clone() } else { b64(&args.plaintext) };
+    let plaintext = if args.base64 {
+        args.plaintext.clone()
+    } else {
+        b64(&args.plaintext)
+    };
     let body = with_context(json!({"plaintext": plaintext}), args.context.as_deref());
-    let reply = client.call("POST", &format!("{}/encrypt/{}", args.common.mount, args.key), Some(&body)).await?;
+    let reply = client
+        .call(
+            "POST",
+            &format!("{}/encrypt/{}", args.common.mount, args.key),
+            Some(&body),
+        )
+        .await?;
     print_data(args.common.format, &reply)
 }
 
 pub(super) async fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
     let client = Client::from_env()?;
-    let body = with_context(json!({"ciphertext": args.ciphertext}), args.context.as_deref());
-    let reply = client.call("POST", &format!("{}/decrypt/{}", args.common.mount, args.key), Some(&body)).await?;
+    let body = with_context(
+        json!({"ciphertext": args.ciphertext}),
+        args.context.as_deref(),
+    );
+    let reply = client
+        .call(
+            "POST",
+            &format!("{}/decrypt/{}", args.common.mount, args.key),
+            Some(&body),
+        )
+        .await?;
     if matches!(args.common.format, Format::Json) {
         return print_json(&reply["data"]);
     }
@@ -341,7 +402,9 @@ pub(super) async fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
     if args.base64 {
         println!("{encoded}");
     } else {
-        let bytes = STANDARD.decode(encoded).context("server sent invalid base64")?;
+        let bytes = STANDARD
+            .decode(encoded)
+            .context("server sent invalid base64")?;
         use std::io::Write as _;
         std::io::stdout().write_all(&bytes)?;
         println!();
@@ -351,8 +414,17 @@ pub(super) async fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
 
 pub(super) async fn rewrap(args: RewrapArgs) -> anyhow::Result<()> {
     let client = Client::from_env()?;
-    let body = with_context(json!({"ciphertext": args.ciphertext}), args.context.as_deref());
-    let reply = client.call("POST", &format!("{}/rewrap/{}", args.common.mount, args.key), Some(&body)).await?;
+    let body = with_context(
+        json!({"ciphertext": args.ciphertext}),
+        args.context.as_deref(),
+    );
+    let reply = client
+        .call(
+            "POST",
+            &format!("{}/rewrap/{}", args.common.mount, args.key),
+            Some(&body),
+        )
+        .await?;
     print_data(args.common.format, &reply)
 }
 
@@ -362,7 +434,13 @@ pub(super) async fn sign(args: SignArgs) -> anyhow::Result<()> {
     if let Some(hash) = args.hash_algorithm {
         body["hash_algorithm"] = json!(hash);
     }
-    let reply = client.call("POST", &format!("{}/sign/{}", args.common.mount, args.key), Some(&body)).await?;
+    let reply = client
+        .call(
+            "POST",
+            &format!("{}/sign/{}", args.common.mount, args.key),
+            Some(&body),
+        )
+        .await?;
     print_data(args.common.format, &reply)
 }
 
@@ -372,7 +450,13 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     if let Some(hash) = args.hash_algorithm {
         body["hash_algorithm"] = json!(hash);
     }
-    let reply = client.call("POST", &format!("{}/verify/{}", args.common.mount, args.key), Some(&body)).await?;
+    let reply = client
+        .call(
+            "POST",
+            &format!("{}/verify/{}", args.common.mount, args.key),
+            Some(&body),
+        )
+        .await?;
     print_data(args.common.format, &reply)?;
     if reply["data"]["valid"] != json!(true) {
         bail!("signature is not valid");
@@ -383,12 +467,21 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 pub(super) async fn token(command: TokenCommand) -> anyhow::Result<()> {
     let client = Client::from_env()?;
     match command {
-        TokenCommand::Create { policies, ttl, orphan, common } => {
+        TokenCommand::Create {
+            policies,
+            ttl,
+            orphan,
+            common,
+        } => {
             let mut body = json!({"policies": policies});
             if let Some(ttl) = ttl {
                 body["ttl"] = json!(ttl);
             }
-            let path = if orphan { "auth/token/create-orphan" } else { "auth/token/create" };
+            let path = if orphan {
+                "auth/token/create-orphan"
+            } else {
+                "auth/token/create"
+            };
             let reply = client.call("POST", path, Some(&body)).await?;
             if matches!(common.format, Format::Json) {
                 return print_json(&reply["auth"]);
@@ -407,18 +500,27 @@ pub(super) async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
     match command {
         PolicyCommand::Write { name, file, common } => {
             let text = if file == "-" {
-                std::io::read_to_string(std::io::stdin()).context("reading the policy from stdin")?
+                std::io::read_to_string(std::io::stdin())
+                    .context("reading the policy from stdin")?
             } else {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
             };
-            client.call("PUT", &format!("sys/policies/acl/{name}"), Some(&json!({"policy": text}))).await?;
+            client
+                .call(
+                    "PUT",
+                    &format!("sys/policies/acl/{name}"),
+                    Some(&json!({"policy": text})),
+                )
+                .await?;
             if matches!(common.format, Format::Table) {
                 println!("Success! Uploaded policy: {name}");
             }
             Ok(())
         }
         PolicyCommand::Read { name, common } => {
-            let reply = client.call("GET", &format!("sys/policies/acl/{name}"), None).await?;
+            let reply = client
+                .call("GET", &format!("sys/policies/acl/{name}"), None)
+                .await?;
             if matches!(common.format, Format::Json) {
                 return print_json(&reply["data"]);
             }
@@ -434,7 +536,11 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
 }
 
 fn print_data(format: Format, reply: &Value) -> anyhow::Result<()> {
-    let data = if reply.get("data").is_some_and(|d| !d.is_null()) { &reply["data"] } else { reply };
+    let data = if reply.get("data").is_some_and(|d| !d.is_null()) {
+        &reply["data"]
+    } else {
+        reply
+    };
     if let Some(warnings) = reply.get("warnings").and_then(Value::as_array) {
         for warning in warnings {
             eprintln!("WARNING! {}", warning.as_str().unwrap_or_default());

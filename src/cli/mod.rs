@@ -85,14 +85,23 @@ struct ServerArgs {
 pub fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CIPHERD_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("CIPHERD_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     // Vault's CLI spells output flags with one dash (`-format=json`); accept that too.
-    let args = std::env::args().map(|a| if a.starts_with("-format") { format!("-{a}") } else { a });
+    let args = std::env::args().map(|a| {
+        if a.starts_with("-format") {
+            format!("-{a}")
+        } else {
+            a
+        }
+    });
     let cli = Cli::parse_from(args);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(run_server(args)),
         Command::Operator(cmd) => runtime.block_on(commands::operator(cmd)),
@@ -115,9 +124,14 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         dev: args.dev,
         dev_root_token: args.dev_root_token,
         unseal_key_file: args.unseal_key_file,
-        limits: Limits { max_body_bytes: args.max_body_bytes },
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+        },
         service: ServiceOptions {
-            engine: EngineOptions { max_batch_items: args.max_batch_items, ..EngineOptions::default() },
+            engine: EngineOptions {
+                max_batch_items: args.max_batch_items,
+                ..EngineOptions::default()
+            },
         },
     };
     server::run(config, shutdown_signal()).await?;

@@ -307,7 +307,9 @@ impl Engine {
 
     /// True when `count` encryptions of the latest version reach the limit.
     fn is_exhausted(&self, _keyring: &Keyring, count: u64) -> bool {
-        self.options.rotate_after_encryptions.is_some_and(|limit| count >= limit)
+        self.options
+            .rotate_after_encryptions
+            .is_some_and(|limit| count >= limit)
     }
 
     /// Rotates the key when `version`, still its latest, reached the encryption

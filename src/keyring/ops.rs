@@ -98,7 +98,8 @@ pub struct HmacRequest<'a> {
 impl Keyring {
     /// Encrypts one item (reference §5.1, §8.2–§8.5).
     pub fn encrypt(&self, request: &EncryptRequest<'_>) -> Result<Encrypted, KeyringError> {
-        self.encrypt_counted(request).map(|(encrypted, _)| encrypted)
+        self.encrypt_counted(request)
+            .map(|(encrypted, _)| encrypted)
     }
 
     /// [`encrypt`](Self::encrypt), also returning the version's encryption count
@@ -299,7 +300,8 @@ impl Keyring {
             .map_err(|e| KeyringError::Malformed(Encoded::Hmac, e))?;
         let version = self.checked_version(parsed.version, Encoded::Hmac)?;
         // Vault compares whole tags only; a truncated tag is a mismatch.
-        Ok(tag.len() == algorithm.output_len() && algorithm.hmac_verify(version.hmac_key.expose_secret(), input, &tag))
+        Ok(tag.len() == algorithm.output_len()
+            && algorithm.hmac_verify(version.hmac_key.expose_secret(), input, &tag))
     }
 
     /// Picks the version for encrypting or signing under Vault's rules.

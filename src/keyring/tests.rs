@@ -460,12 +460,7 @@ fn versions_rotation_and_min_versions() {
 #[test]
 fn config_rules() {
     let keyring = Keyring::create("k", &CreateOptions::default()).unwrap();
-    let update = |u: ConfigUpdate| {
-        keyring
-            .update_config(&u)
-            
-            .map_err(|e| e.to_string())
-    };
+    let update = |u: ConfigUpdate| keyring.update_config(&u).map_err(|e| e.to_string());
     assert_eq!(
         update(ConfigUpdate {
             min_decryption_version: Some(-1),

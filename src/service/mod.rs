@@ -79,7 +79,9 @@ pub struct Service {
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("seal", &self.seal).finish_non_exhaustive()
+        f.debug_struct("Service")
+            .field("seal", &self.seal)
+            .finish_non_exhaustive()
     }
 }
 
@@ -112,14 +114,24 @@ impl Service {
 
     /// `sys/init`: creates the master key, its shares and a root token
     /// (`root_token_id` fixes the token, for `--dev`). Leaves the server sealed.
-    pub fn init(&self, shares: u8, threshold: u8, root_token_id: Option<&str>) -> Result<InitResult, ServiceError> {
+    pub fn init(
+        &self,
+        shares: u8,
+        threshold: u8,
+        root_token_id: Option<&str>,
+    ) -> Result<InitResult, ServiceError> {
         let (output, root_token) = self.seal.init_with_setup(shares, threshold, |barrier| {
             let storage: Arc<dyn Storage> = barrier.clone();
             let auth = Auth::open(storage.clone()).map_err(auth_to_storage)?;
-            let token = auth.create_root_token(root_token_id).map_err(auth_to_storage)?;
+            let token = auth
+                .create_root_token(root_token_id)
+                .map_err(auth_to_storage)?;
             Ok(token)
         })?;
-        Ok(InitResult { shares: output.shares, root_token })
+        Ok(InitResult {
+            shares: output.shares,
+            root_token,
+        })
     }
 
     /// `sys/unseal`: one share; loads tokens, policies and mounts when the
@@ -150,7 +162,12 @@ impl Service {
         }
         let loaded = Auth::open(self.barrier.clone())
             .map_err(ServiceError::from)
-            .and_then(|auth| Ok(Unsealed { auth, mounts: Mounts::load(self.barrier.clone(), self.options.engine.clone())? }));
+            .and_then(|auth| {
+                Ok(Unsealed {
+                    auth,
+                    mounts: Mounts::load(self.barrier.clone(), self.options.engine.clone())?,
+                })
+            });
         match loaded {
             Ok(unsealed) => {
                 self.unsealed.store(Some(Arc::new(unsealed)));
@@ -180,7 +197,10 @@ impl Service {
     }
 
     /// `sys/key-status`: the active barrier term (needs `read` on the path).
-    pub fn barrier_key_status(&self, ctx: &RequestContext<'_>) -> Result<crate::seal::KeyStatus, ServiceError> {
+    pub fn barrier_key_status(
+        &self,
+        ctx: &RequestContext<'_>,
+    ) -> Result<crate::seal::KeyStatus, ServiceError> {
         self.authorize(ctx, "sys/key-status", &[Capability::Read])?;
         self.seal.status().key.ok_or(ServiceError::Sealed)
     }
@@ -218,7 +238,10 @@ impl Service {
     }
 
     /// Resolves the token itself (for `lookup-self`, `renew-self`, ...), no ACL.
-    pub fn token_entry(&self, ctx: &RequestContext<'_>) -> Result<(Arc<Unsealed>, Arc<TokenEntry>), ServiceError> {
+    pub fn token_entry(
+        &self,
+        ctx: &RequestContext<'_>,
+    ) -> Result<(Arc<Unsealed>, Arc<TokenEntry>), ServiceError> {
         let state = self.unsealed()?;
         let token = ctx.token.ok_or(ServiceError::PermissionDenied)?;
         Ok((state.clone(), state.auth.lookup(token)?))
@@ -231,7 +254,8 @@ impl Service {
         path: &str,
         request: &TokenRequest,
     ) -> Result<IssuedToken, ServiceError> {
-        let (state, parent) = self.authorize(ctx, path, &[Capability::Create, Capability::Update])?;
+        let (state, parent) =
+            self.authorize(ctx, path, &[Capability::Create, Capability::Update])?;
         Ok(state.auth.create_token(&parent, request)?)
     }
 
@@ -252,6 +276,9 @@ impl Service {
 fn auth_to_storage(error: crate::auth::AuthError) -> crate::storage::StorageError {
     match error {
         crate::auth::AuthError::Storage(storage) => storage,
-        other => crate::storage::StorageError::backend("initialize authentication", std::io::Error::other(other.to_string())),
+        other => crate::storage::StorageError::backend(
+            "initialize authentication",
+            std::io::Error::other(other.to_string()),
+        ),
     }
 }

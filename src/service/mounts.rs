@@ -70,7 +70,9 @@ pub struct Mounts {
 
 impl std::fmt::Debug for Mounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mounts").field("paths", &self.table.load().keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Mounts")
+            .field("paths", &self.table.load().keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -94,12 +96,23 @@ impl Mounts {
             mounts.enable("transit", "transit", "")?;
             return Ok(mounts);
         };
-        let infos: Vec<MountInfo> = ciborium::from_reader(bytes.as_slice())
-            .map_err(|_| ServiceError::MountInvalid("the stored mount table is unreadable".into()))?;
+        let infos: Vec<MountInfo> = ciborium::from_reader(bytes.as_slice()).map_err(|_| {
+            ServiceError::MountInvalid("the stored mount table is unreadable".into())
+        })?;
         let mut table = BTreeMap::new();
         for info in infos {
-            let engine = Engine::open(mounts.storage.clone(), &format!("logical/{}/", info.uuid), mounts.options.clone())?;
-            table.insert(info.path.clone(), Arc::new(Mount { info, engine: Arc::new(engine) }));
+            let engine = Engine::open(
+                mounts.storage.clone(),
+                &format!("logical/{}/", info.uuid),
+                mounts.options.clone(),
+            )?;
+            table.insert(
+                info.path.clone(),
+                Arc::new(Mount {
+                    info,
+                    engine: Arc::new(engine),
+                }),
+            );
         }
         mounts.table.store(Arc::new(table));
         Ok(mounts)
@@ -114,7 +127,9 @@ impl Mounts {
         table
             .iter()
             .rev()
-            .find(|(mount_path, _)| path.starts_with(mount_path.as_str()) || format!("{path}/") == **mount_path)
+            .find(|(mount_path, _)| {
+                path.starts_with(mount_path.as_str()) || format!("{path}/") == **mount_path
+            })
             .map(|(mount_path, mount)| (mount.clone(), path.get(mount_path.len()..).unwrap_or("")))
     }
 
@@ -124,18 +139,36 @@ impl Mounts {
     }
 
     /// Enables a transit engine at `path`.
-    pub fn enable(&self, path: &str, kind: &str, description: &str) -> Result<MountInfo, ServiceError> {
+    pub fn enable(
+        &self,
+        path: &str,
+        kind: &str,
+        description: &str,
+    ) -> Result<MountInfo, ServiceError> {
         if kind != "transit" {
-            return Err(ServiceError::MountInvalid(format!("plugin not found in the catalog: {kind}")));
+            return Err(ServiceError::MountInvalid(format!(
+                "plugin not found in the catalog: {kind}"
+            )));
         }
         let path = normalize_path(path);
-        if path == "/" || path.starts_with("sys/") || path.starts_with("auth/") || path.contains("//") {
-            return Err(ServiceError::MountInvalid(format!("cannot mount at {path}")));
+        if path == "/"
+            || path.starts_with("sys/")
+            || path.starts_with("auth/")
+            || path.contains("//")
+        {
+            return Err(ServiceError::MountInvalid(format!(
+                "cannot mount at {path}"
+            )));
         }
         let _write = self.write.lock();
         let current = self.table.load_full();
-        if current.keys().any(|existing| existing.starts_with(&path) || path.starts_with(existing.as_str())) {
-            return Err(ServiceError::MountInvalid(format!("path is already in use at {path}")));
+        if current
+            .keys()
+            .any(|existing| existing.starts_with(&path) || path.starts_with(existing.as_str()))
+        {
+            return Err(ServiceError::MountInvalid(format!(
+                "path is already in use at {path}"
+            )));
         }
         let uuid = uuid::Uuid::new_v4().to_string();
         let info = MountInfo {
@@ -147,9 +180,19 @@ impl Mounts {
             default_lease_ttl: 0,
             max_lease_ttl: 0,
         };
-        let engine = Engine::open(self.storage.clone(), &format!("logical/{}/", info.uuid), self.options.clone())?;
+        let engine = Engine::open(
+            self.storage.clone(),
+            &format!("logical/{}/", info.uuid),
+            self.options.clone(),
+        )?;
         let mut next = (*current).clone();
-        next.insert(path, Arc::new(Mount { info: info.clone(), engine: Arc::new(engine) }));
+        next.insert(
+            path,
+            Arc::new(Mount {
+                info: info.clone(),
+                engine: Arc::new(engine),
+            }),
+        );
         self.persist(&next)?;
         self.table.store(Arc::new(next));
         Ok(info)
@@ -160,7 +203,9 @@ impl Mounts {
         let _write = self.write.lock();
         let current = self.table.load_full();
         let Some(mount) = current.get(path) else {
-            return Err(ServiceError::MountInvalid(format!("No secret engine mount at {path}")));
+            return Err(ServiceError::MountInvalid(format!(
+                "No secret engine mount at {path}"
+            )));
         };
         let mut info = mount.info.clone();
         if let Some(description) = &tune.description {
@@ -173,7 +218,13 @@ impl Mounts {
             info.max_lease_ttl = ttl;
         }
         let mut next = (*current).clone();
-        next.insert(path.to_owned(), Arc::new(Mount { info, engine: mount.engine.clone() }));
+        next.insert(
+            path.to_owned(),
+            Arc::new(Mount {
+                info,
+                engine: mount.engine.clone(),
+            }),
+        );
         self.persist(&next)?;
         self.table.store(Arc::new(next));
         Ok(())
@@ -223,7 +274,9 @@ impl Mounts {
                     tracing::info!(mount = %mount.info.path, keys = ?rotated, "auto-rotated keys");
                 }
                 Ok(_) => {}
-                Err(error) => tracing::error!(mount = %mount.info.path, %error, "auto-rotation failed"),
+                Err(error) => {
+                    tracing::error!(mount = %mount.info.path, %error, "auto-rotation failed")
+                }
             }
         }
     }

@@ -108,7 +108,12 @@ impl TransitOp<'_> {
             | Self::Export(_, k)
             | Self::Backup(k) => Some(k),
             Self::Restore(k) => k,
-            Self::Hash | Self::Random | Self::ListKeys | Self::WrappingKey | Self::ReadConfig | Self::WriteConfig => None,
+            Self::Hash
+            | Self::Random
+            | Self::ListKeys
+            | Self::WrappingKey
+            | Self::ReadConfig
+            | Self::WriteConfig => None,
         }
     }
 
@@ -122,9 +127,11 @@ impl TransitOp<'_> {
                     Capability::Create
                 }
             }
-            Self::ReadKey(_) | Self::Export(..) | Self::Backup(_) | Self::WrappingKey | Self::ReadConfig => {
-                Capability::Read
-            }
+            Self::ReadKey(_)
+            | Self::Export(..)
+            | Self::Backup(_)
+            | Self::WrappingKey
+            | Self::ReadConfig => Capability::Read,
             Self::ListKeys => Capability::List,
             Self::DeleteKey(_) => Capability::Delete,
             Self::Decrypt(_)
@@ -153,7 +160,9 @@ impl Service {
         state
             .mounts
             .route(path)
-            .ok_or_else(|| ServiceError::NoSuchMount { path: path.to_owned() })
+            .ok_or_else(|| ServiceError::NoSuchMount {
+                path: path.to_owned(),
+            })
     }
 
     /// Authorizes `op` as `request_path` (relative to the mount; `None` = the

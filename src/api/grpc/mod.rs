@@ -123,7 +123,10 @@ pub async fn serve(
     let served = tonic::transport::Server::builder()
         .add_routes(routes)
         // Small unary replies must not wait for Nagle's algorithm.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
     watch.abort();
     served.map_err(std::io::Error::other)
@@ -209,7 +212,7 @@ fn check_key_name(key: &str) -> Result<(), Status> {
     if key.is_empty() {
         return Err(Status::invalid_argument("missing key name"));
     }
-    validate_key_name(key).map_err(|e| engine_status(e))
+    validate_key_name(key).map_err(engine_status)
 }
 
 /// The transit mount called `name`. As over REST, a caller that may not use

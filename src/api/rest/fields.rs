@@ -44,14 +44,19 @@ impl<'a> Fields<'a> {
     }
 
     fn error(name: &str, reason: impl Into<String>) -> FieldError {
-        FieldError { field: name.to_owned(), reason: reason.into() }
+        FieldError {
+            field: name.to_owned(),
+            reason: reason.into(),
+        }
     }
 
     /// A string (numbers and booleans are rendered; `null` is `""`).
     pub fn str(&self, name: &str) -> Result<Option<String>, FieldError> {
         Ok(match self.map.get(name) {
             None => None,
-            Some(value) => Some(coerce_str(value).ok_or_else(|| Self::error(name, "expected a string"))?),
+            Some(value) => {
+                Some(coerce_str(value).ok_or_else(|| Self::error(name, "expected a string"))?)
+            }
         })
     }
 
@@ -80,7 +85,10 @@ impl<'a> Fields<'a> {
         Ok(match self.map.get(name) {
             None => None,
             Some(value) => Some(coerce_bool(value).ok_or_else(|| {
-                Self::error(name, "'' cannot parse value as 'bool': strconv.ParseBool: invalid syntax")
+                Self::error(
+                    name,
+                    "'' cannot parse value as 'bool': strconv.ParseBool: invalid syntax",
+                )
             })?),
         })
     }
@@ -91,9 +99,14 @@ impl<'a> Fields<'a> {
         match self.map.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(value) => {
-                let seconds = parse_duration(value).ok_or_else(|| Self::error(name, format!("invalid duration '{}'", display(value))))?;
+                let seconds = parse_duration(value).ok_or_else(|| {
+                    Self::error(name, format!("invalid duration '{}'", display(value)))
+                })?;
                 if seconds < 0 {
-                    return Err(Self::error(name, format!("cannot provide negative value '{seconds}'")));
+                    return Err(Self::error(
+                        name,
+                        format!("cannot provide negative value '{seconds}'"),
+                    ));
                 }
                 Ok(Some(seconds as u64))
             }
@@ -114,11 +127,19 @@ impl<'a> Fields<'a> {
     pub fn str_list(&self, name: &str) -> Result<Option<Vec<String>>, FieldError> {
         Ok(match self.map.get(name) {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()),
+            Some(Value::String(s)) => Some(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
             Some(Value::Array(items)) => Some(
                 items
                     .iter()
-                    .map(|v| coerce_str(v).ok_or_else(|| Self::error(name, "expected a list of strings")))
+                    .map(|v| {
+                        coerce_str(v).ok_or_else(|| Self::error(name, "expected a list of strings"))
+                    })
                     .collect::<Result<_, _>>()?,
             ),
             Some(_) => return Err(Self::error(name, "expected a list of strings")),
@@ -135,10 +156,13 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
     };
     STANDARD.decode(cleaned.as_bytes()).map_err(|error| {
         let offset = match error {
-            base64::DecodeError::InvalidByte(offset, _) | base64::DecodeError::InvalidLastSymbol(offset, _) => offset,
+            base64::DecodeError::InvalidByte(offset, _)
+            | base64::DecodeError::InvalidLastSymbol(offset, _) => offset,
             base64::DecodeError::InvalidLength(len) => len / 4 * 4,
             // Go reports missing padding at the start of the short last quantum.
-            base64::DecodeError::InvalidPadding if !cleaned.len().is_multiple_of(4) && !cleaned.ends_with('=') => {
+            base64::DecodeError::InvalidPadding
+                if !cleaned.len().is_multiple_of(4) && !cleaned.ends_with('=') =>
+            {
                 cleaned.len() / 4 * 4
             }
             base64::DecodeError::InvalidPadding => cleaned.len().saturating_sub(1),
@@ -161,7 +185,12 @@ pub fn rfc3339(unix: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 fn display(value: &Value) -> String {
@@ -183,7 +212,9 @@ fn coerce_str(value: &Value) -> Option<String> {
 
 fn coerce_int(value: &Value) -> Option<i64> {
     match value {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
         Value::String(s) if s.is_empty() => Some(0),
         Value::String(s) => s.trim().parse().ok(),
         Value::Null => Some(0),
@@ -224,10 +255,14 @@ fn parse_duration(value: &Value) -> Option<i64> {
             };
             let mut total_ms: i64 = 0;
             while !rest.is_empty() {
-                let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+                let digits = rest
+                    .find(|c: char| !c.is_ascii_digit() && c != '.')
+                    .unwrap_or(rest.len());
                 let number: f64 = rest[..digits].parse().ok()?;
                 rest = &rest[digits..];
-                let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+                let unit_len = rest
+                    .find(|c: char| c.is_ascii_digit())
+                    .unwrap_or(rest.len());
                 let factor_ms = match &rest[..unit_len] {
                     "h" => 3_600_000.0,
                     "m" => 60_000.0,
@@ -260,14 +295,23 @@ mod tests {
         assert_eq!(fields.str("s").unwrap().as_deref(), Some("5"));
         assert_eq!(fields.str("z").unwrap().as_deref(), Some(""));
         assert_eq!(fields.duration_secs("d").unwrap(), Some(90_000));
-        assert!(fields.duration_secs("neg").unwrap_err().to_string().contains("negative"));
+        assert!(
+            fields
+                .duration_secs("neg")
+                .unwrap_err()
+                .to_string()
+                .contains("negative")
+        );
         assert!(fields.bool("bad").is_err());
         assert_eq!(fields.int("missing").unwrap(), None);
     }
 
     #[test]
     fn base64_errors_name_the_byte() {
-        assert_eq!(decode_base64("aGVsbG8gd29ybGQ").unwrap_err(), "illegal base64 data at input byte 12");
+        assert_eq!(
+            decode_base64("aGVsbG8gd29ybGQ").unwrap_err(),
+            "illegal base64 data at input byte 12"
+        );
         assert_eq!(decode_base64("aGVsbG8gd29ybGQ=").unwrap(), b"hello world");
         assert_eq!(decode_base64("aGVs\nbG8=").unwrap(), b"hello");
         assert!(decode_base64("@@").is_err());

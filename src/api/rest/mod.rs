@@ -40,7 +40,9 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 32 * 1024 * 1024 }
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+        }
     }
 }
 
@@ -84,7 +86,10 @@ pub struct Request {
 impl Request {
     /// The request context for the service.
     pub fn context(&self) -> RequestContext<'_> {
-        RequestContext { token: self.token.as_deref(), transport: Transport::Rest }
+        RequestContext {
+            token: self.token.as_deref(),
+            transport: Transport::Rest,
+        }
     }
 
     /// Typed access to the fields.
@@ -129,7 +134,11 @@ async fn handle(
         // The only way reading a body fails here is the size limit (or a client
         // that hangs up): answer as Vault does, in its JSON error shape.
         Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-            return Reply::errors(rejection.status(), vec!["http: request body too large".into()]).into_response();
+            return Reply::errors(
+                rejection.status(),
+                vec!["http: request body too large".into()],
+            )
+            .into_response();
         }
         Err(rejection) => return Reply::bad_request(rejection.body_text()).into_response(),
     };
@@ -160,8 +169,13 @@ fn decode(
 ) -> Result<Request, Reply> {
     // Response wrapping is not implemented; silently ignoring the header would
     // hand a secret to a caller that expects a single-use wrapping token (§2.1).
-    if headers.get("x-vault-wrap-ttl").is_some_and(|v| !v.is_empty()) {
-        return Err(Reply::bad_request("response wrapping (X-Vault-Wrap-TTL) is not supported by cipherd"));
+    if headers
+        .get("x-vault-wrap-ttl")
+        .is_some_and(|v| !v.is_empty())
+    {
+        return Err(Reply::bad_request(
+            "response wrapping (X-Vault-Wrap-TTL) is not supported by cipherd",
+        ));
     }
     let token = token_from_headers(headers);
     let query_fields = parse_query(query.unwrap_or(""));
@@ -177,7 +191,12 @@ fn decode(
         match Fields::new(&query_fields).bool("list") {
             Ok(Some(true)) => operation = Operation::List,
             Ok(_) => {}
-            Err(_) => return Err(Reply::errors(axum::http::StatusCode::BAD_REQUEST, Vec::new())),
+            Err(_) => {
+                return Err(Reply::errors(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    Vec::new(),
+                ));
+            }
         }
     }
     let fields = match operation {
@@ -185,7 +204,12 @@ fn decode(
         Operation::Read | Operation::Delete | Operation::List | Operation::Head => query_fields,
     };
     let path = path.trim_end_matches('/').to_owned();
-    Ok(Request { operation, path, fields, token })
+    Ok(Request {
+        operation,
+        path,
+        fields,
+        token,
+    })
 }
 
 /// `X-Vault-Token` wins over `Authorization: Bearer` (reference §1.4).
@@ -239,7 +263,10 @@ fn percent_decode(text: &str) -> String {
 /// JSON object bodies (empty = no fields); form bodies only when declared and
 /// not JSON-looking (reference §1.3).
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Reply> {
-    let trimmed = body.iter().position(|b| !b.is_ascii_whitespace()).map_or(&body[..0], |start| &body[start..]);
+    let trimmed = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map_or(&body[..0], |start| &body[start..]);
     if trimmed.is_empty() {
         return Ok(Map::new());
     }
@@ -255,7 +282,11 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, R
         Ok(Value::Array(_)) => Err(Reply::bad_request(
             "failed to decode JSON input: json: cannot unmarshal array into Go value of type map[string]interface {}",
         )),
-        Ok(_) => Err(Reply::bad_request("failed to decode JSON input: expected a JSON object")),
-        Err(error) => Err(Reply::bad_request(format!("failed to decode JSON input: {error}"))),
+        Ok(_) => Err(Reply::bad_request(
+            "failed to decode JSON input: expected a JSON object",
+        )),
+        Err(error) => Err(Reply::bad_request(format!(
+            "failed to decode JSON input: {error}"
+        ))),
     }
 }

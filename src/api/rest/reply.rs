@@ -33,12 +33,24 @@ pub enum Reply {
 impl Reply {
     /// 200 with `data`.
     pub fn data(data: Value) -> Self {
-        Self::Envelope { status: StatusCode::OK, data: Some(data), warnings: Vec::new(), auth: None, inject: false }
+        Self::Envelope {
+            status: StatusCode::OK,
+            data: Some(data),
+            warnings: Vec::new(),
+            auth: None,
+            inject: false,
+        }
     }
 
     /// 200 with `data` and warnings (a 204 endpoint with warnings answers this).
     pub fn data_with_warnings(data: Option<Value>, warnings: Vec<String>) -> Self {
-        Self::Envelope { status: StatusCode::OK, data, warnings, auth: None, inject: false }
+        Self::Envelope {
+            status: StatusCode::OK,
+            data,
+            warnings,
+            auth: None,
+            inject: false,
+        }
     }
 
     /// `{"errors": messages}`.
@@ -68,7 +80,10 @@ impl Reply {
 
     /// 405 for a method the path does not implement.
     pub fn unsupported_operation() -> Self {
-        Self::Errors(StatusCode::METHOD_NOT_ALLOWED, vec![multierror("unsupported operation")])
+        Self::Errors(
+            StatusCode::METHOD_NOT_ALLOWED,
+            vec![multierror("unsupported operation")],
+        )
     }
 
     /// Adds warnings to an envelope (other replies are returned unchanged, or
@@ -78,9 +93,21 @@ impl Reply {
             return self;
         }
         match self {
-            Self::Envelope { status, data, mut warnings, auth, inject } => {
+            Self::Envelope {
+                status,
+                data,
+                mut warnings,
+                auth,
+                inject,
+            } => {
                 warnings.extend(extra);
-                Self::Envelope { status, data, warnings, auth, inject }
+                Self::Envelope {
+                    status,
+                    data,
+                    warnings,
+                    auth,
+                    inject,
+                }
             }
             Self::NoContent => Self::data_with_warnings(None, extra),
             other => other,
@@ -96,7 +123,13 @@ pub fn multierror(message: impl std::fmt::Display) -> String {
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            Self::Envelope { status, data, warnings, auth, inject } => {
+            Self::Envelope {
+                status,
+                data,
+                warnings,
+                auth,
+                inject,
+            } => {
                 let mut body = Map::new();
                 if inject && let Some(Value::Object(fields)) = &data {
                     for (k, v) in fields {
@@ -111,7 +144,11 @@ impl IntoResponse for Reply {
                 body.insert("wrap_info".into(), Value::Null);
                 body.insert(
                     "warnings".into(),
-                    if warnings.is_empty() { Value::Null } else { json!(warnings) },
+                    if warnings.is_empty() {
+                        Value::Null
+                    } else {
+                        json!(warnings)
+                    },
                 );
                 body.insert("auth".into(), auth.unwrap_or(Value::Null));
                 (status, Some(Value::Object(body)))
@@ -120,10 +157,15 @@ impl IntoResponse for Reply {
             Self::NoContent => (StatusCode::NO_CONTENT, None),
             Self::Errors(status, messages) => (status, Some(json!({ "errors": messages }))),
         };
-        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap_or_default()).unwrap_or_default();
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).unwrap_or_default())
+            .unwrap_or_default();
         let mut response = (status, bytes).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
@@ -144,5 +186,7 @@ impl Reply {
 fn request_id() -> String {
     let mut bytes = [0u8; 16];
     crate::crypto::random::fill(&mut bytes);
-    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }

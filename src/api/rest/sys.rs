@@ -27,7 +27,10 @@ pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
         ("unseal", _) => Reply::errors(StatusCode::METHOD_NOT_ALLOWED, Vec::new()),
         ("seal", Operation::Update) => seal(state, &request),
         ("seal", _) => Reply::errors(StatusCode::METHOD_NOT_ALLOWED, Vec::new()),
-        ("seal-status", Operation::Read) => Reply::Raw(StatusCode::OK, seal_status_json(&state.service.seal_status())),
+        ("seal-status", Operation::Read) => Reply::Raw(
+            StatusCode::OK,
+            seal_status_json(&state.service.seal_status()),
+        ),
         ("seal-status", _) => Reply::errors(StatusCode::METHOD_NOT_ALLOWED, Vec::new()),
         ("health", Operation::Read | Operation::Head) => health(state, &request),
         ("mounts", Operation::Read) => list_mounts(state, &request),
@@ -35,34 +38,46 @@ pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
             Ok(_) => Reply::Raw(StatusCode::OK, json!({ "ha_enabled": false })),
             Err(error) => rest_reply(&error, None),
         },
-        (p, _) if p.starts_with("mounts/") && p.ends_with("/tune") => {
-            tune(state, &request, &p["mounts/".len()..p.len() - "/tune".len()])
-        }
+        (p, _) if p.starts_with("mounts/") && p.ends_with("/tune") => tune(
+            state,
+            &request,
+            &p["mounts/".len()..p.len() - "/tune".len()],
+        ),
         (p, _) if p.starts_with("mounts/") => mount(state, &request, &p["mounts/".len()..]),
         ("policy", Operation::Read | Operation::List) => list_policies(state, &request, true),
         ("policies/acl", Operation::List) => list_policies(state, &request, false),
         (p, _) if p.starts_with("policy/") => policy(state, &request, &p["policy/".len()..], true),
-        (p, _) if p.starts_with("policies/acl/") => policy(state, &request, &p["policies/acl/".len()..], false),
+        (p, _) if p.starts_with("policies/acl/") => {
+            policy(state, &request, &p["policies/acl/".len()..], false)
+        }
         ("capabilities-self", Operation::Update) => capabilities_self(state, &request),
         ("rotate", Operation::Update) => match state.service.rotate_barrier(&request.context()) {
             Ok(_) => Reply::NoContent,
             Err(error) => rest_reply(&error, None),
         },
-        ("key-status", Operation::Read) => match state.service.barrier_key_status(&request.context()) {
-            Ok(key) => injected(json!({
-                "term": key.term,
-                "install_time": crate::api::rest::fields::rfc3339(key.installed_unix),
-                "encryptions": 0,
-            })),
-            Err(error) => rest_reply(&error, None),
-        },
+        ("key-status", Operation::Read) => {
+            match state.service.barrier_key_status(&request.context()) {
+                Ok(key) => injected(json!({
+                    "term": key.term,
+                    "install_time": crate::api::rest::fields::rfc3339(key.installed_unix),
+                    "encryptions": 0,
+                })),
+                Err(error) => rest_reply(&error, None),
+            }
+        }
         // No audit device exists until the audit subsystem lands: the listing is
         // truthfully empty, and enabling one is refused rather than ignored.
-        ("audit", Operation::Read) => match state.service.authorize(&request.context(), "sys/audit", &[Capability::Read, Capability::Sudo]) {
+        ("audit", Operation::Read) => match state.service.authorize(
+            &request.context(),
+            "sys/audit",
+            &[Capability::Read, Capability::Sudo],
+        ) {
             Ok(_) => injected(json!({})),
             Err(error) => rest_reply(&error, None),
         },
-        ("internal/specs/openapi" | "internal/openapi", Operation::Read) => openapi(state, &request),
+        ("internal/specs/openapi" | "internal/openapi", Operation::Read) => {
+            openapi(state, &request)
+        }
         _ => match state.service.unsealed() {
             Err(error) => rest_reply(&error, None),
             Ok(_) => Reply::unsupported_path(),
@@ -71,8 +86,9 @@ pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
 }
 
 /// The OpenAPI document of the REST API (`openapi/cipherd.json`), parsed once.
-static OPENAPI: std::sync::LazyLock<Option<Value>> =
-    std::sync::LazyLock::new(|| serde_json::from_str(include_str!("../../../openapi/cipherd.json")).ok());
+static OPENAPI: std::sync::LazyLock<Option<Value>> = std::sync::LazyLock::new(|| {
+    serde_json::from_str(include_str!("../../../openapi/cipherd.json")).ok()
+});
 
 /// `GET sys/internal/specs/openapi` (Vault's path) and `sys/internal/openapi`:
 /// the document itself as the body, for any valid token.
@@ -87,22 +103,37 @@ fn openapi(state: &RestState, request: &Request) -> Reply {
 }
 
 fn init_status(state: &RestState) -> Reply {
-    Reply::Raw(StatusCode::OK, json!({ "initialized": state.service.seal_status().initialized }))
+    Reply::Raw(
+        StatusCode::OK,
+        json!({ "initialized": state.service.seal_status().initialized }),
+    )
 }
 
 fn init(state: &RestState, request: &Request) -> Reply {
     let fields = request.fields();
     for recovery in ["recovery_shares", "recovery_threshold"] {
         if fields.int(recovery).ok().flatten().unwrap_or(0) != 0 {
-            return Reply::bad_request(format!("parameters {recovery} not applicable to seal type shamir"));
+            return Reply::bad_request(format!(
+                "parameters {recovery} not applicable to seal type shamir"
+            ));
         }
     }
-    if fields.str_list("pgp_keys").ok().flatten().is_some_and(|k| !k.is_empty()) {
+    if fields
+        .str_list("pgp_keys")
+        .ok()
+        .flatten()
+        .is_some_and(|k| !k.is_empty())
+    {
         return Reply::bad_request("PGP-encrypted shares are not supported by cipherd");
     }
     // Returning the root token in clear to a caller that asked for it encrypted
     // would be a silent downgrade: refuse instead.
-    if fields.str("root_token_pgp_key").ok().flatten().is_some_and(|k| !k.is_empty()) {
+    if fields
+        .str("root_token_pgp_key")
+        .ok()
+        .flatten()
+        .is_some_and(|k| !k.is_empty())
+    {
         return Reply::bad_request("PGP-encrypted root tokens are not supported by cipherd");
     }
     let shares = match fields.int("secret_shares") {
@@ -122,10 +153,21 @@ fn init(state: &RestState, request: &Request) -> Reply {
     }
     match state.service.init(clamp(shares), clamp(threshold), None) {
         Ok(result) => {
-            let hex: Vec<String> = result.shares.iter().map(|s| hex::encode(s.expose_secret())).collect();
-            let b64: Vec<String> = result.shares.iter().map(|s| STANDARD.encode(s.expose_secret())).collect();
+            let hex: Vec<String> = result
+                .shares
+                .iter()
+                .map(|s| hex::encode(s.expose_secret()))
+                .collect();
+            let b64: Vec<String> = result
+                .shares
+                .iter()
+                .map(|s| STANDARD.encode(s.expose_secret()))
+                .collect();
             let root = result.root_token.token.expose_secret().to_owned();
-            Reply::Raw(StatusCode::OK, json!({ "keys": hex, "keys_base64": b64, "root_token": root }))
+            Reply::Raw(
+                StatusCode::OK,
+                json!({ "keys": hex, "keys_base64": b64, "root_token": root }),
+            )
         }
         Err(error) => rest_reply(&error, None),
     }
@@ -133,7 +175,10 @@ fn init(state: &RestState, request: &Request) -> Reply {
 
 /// Field names of `sys/unseal` match case-insensitively (reference §9.3).
 fn field_ci<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
 }
 
 fn unseal(state: &RestState, request: &Request) -> Reply {
@@ -146,10 +191,18 @@ fn unseal(state: &RestState, request: &Request) -> Reply {
         if !state.service.seal_status().sealed {
             return Reply::bad_request("vault is unsealed");
         }
-        return Reply::Raw(StatusCode::OK, seal_status_json(&state.service.unseal_reset()));
+        return Reply::Raw(
+            StatusCode::OK,
+            seal_status_json(&state.service.unseal_reset()),
+        );
     }
-    let Some(key) = field_ci(&request.fields, "key").and_then(Value::as_str).filter(|k| !k.is_empty()) else {
-        return Reply::bad_request("'key' must be specified in request body as JSON, or 'reset' set to true");
+    let Some(key) = field_ci(&request.fields, "key")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+    else {
+        return Reply::bad_request(
+            "'key' must be specified in request body as JSON, or 'reset' set to true",
+        );
     };
     let share = match parse_share(key) {
         Ok(share) => share,
@@ -158,9 +211,10 @@ fn unseal(state: &RestState, request: &Request) -> Reply {
     match state.service.unseal(share.expose_secret()) {
         Ok(status) => Reply::Raw(StatusCode::OK, seal_status_json(&status)),
         // Vault silently ignores a share already submitted in this round.
-        Err(ServiceError::Seal(crate::seal::SealError::DuplicateShare)) => {
-            Reply::Raw(StatusCode::OK, seal_status_json(&state.service.seal_status()))
-        }
+        Err(ServiceError::Seal(crate::seal::SealError::DuplicateShare)) => Reply::Raw(
+            StatusCode::OK,
+            seal_status_json(&state.service.seal_status()),
+        ),
         Err(error) => rest_reply(&error, None),
     }
 }
@@ -207,7 +261,13 @@ fn health(state: &RestState, request: &Request) -> Reply {
             Err(_) => Err(()),
         }
     };
-    let codes = (|| Ok::<_, ()>((code("activecode", 200)?, code("sealedcode", 503)?, code("uninitcode", 501)?)))();
+    let codes = (|| {
+        Ok::<_, ()>((
+            code("activecode", 200)?,
+            code("sealedcode", 503)?,
+            code("uninitcode", 501)?,
+        ))
+    })();
     let Ok((active, sealed_code, uninit)) = codes else {
         return Reply::errors(StatusCode::BAD_REQUEST, Vec::new());
     };
@@ -222,7 +282,9 @@ fn health(state: &RestState, request: &Request) -> Reply {
     } else {
         active
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut body = json!({
         "initialized": status.initialized,
         "sealed": status.sealed,
@@ -264,7 +326,10 @@ fn mount_json(info: &MountInfo) -> Value {
 
 fn list_mounts(state: &RestState, request: &Request) -> Reply {
     let ctx = request.context();
-    match state.service.authorize(&ctx, "sys/mounts", &[Capability::Read]) {
+    match state
+        .service
+        .authorize(&ctx, "sys/mounts", &[Capability::Read])
+    {
         Ok((unsealed, _)) => {
             let mut data = Map::new();
             for info in unsealed.mounts.list() {
@@ -308,8 +373,16 @@ fn mount(state: &RestState, request: &Request, path: &str) -> Reply {
                 Err(error) => rest_reply(&error, None),
             }
         }
-        Operation::Read => match state.service.authorize(&ctx, &acl_path, &[Capability::Read]) {
-            Ok((unsealed, _)) => match unsealed.mounts.list().into_iter().find(|m| m.path == normalized) {
+        Operation::Read => match state
+            .service
+            .authorize(&ctx, &acl_path, &[Capability::Read])
+        {
+            Ok((unsealed, _)) => match unsealed
+                .mounts
+                .list()
+                .into_iter()
+                .find(|m| m.path == normalized)
+            {
                 Some(info) => injected(mount_json(&info)),
                 None => Reply::bad_request(format!("No secret engine mount at {normalized}")),
             },
@@ -329,19 +402,29 @@ fn tune(state: &RestState, request: &Request, path: &str) -> Reply {
     let capability = match request.operation {
         Operation::Read => Capability::Read,
         Operation::Update => Capability::Update,
-        Operation::Delete | Operation::List | Operation::Head => return Reply::unsupported_operation(),
+        Operation::Delete | Operation::List | Operation::Head => {
+            return Reply::unsupported_operation();
+        }
     };
     let unsealed = match state.service.authorize(&ctx, &acl_path, &[capability]) {
         Ok((unsealed, _)) => unsealed,
         Err(error) => return rest_reply(&error, None),
     };
-    let Some(info) = unsealed.mounts.list().into_iter().find(|m| m.path == normalized) else {
+    let Some(info) = unsealed
+        .mounts
+        .list()
+        .into_iter()
+        .find(|m| m.path == normalized)
+    else {
         return Reply::bad_request(format!("No secret engine mount at {normalized}"));
     };
     match request.operation {
         Operation::Update => {
             let fields = request.fields();
-            let tune = match (fields.duration_secs("default_lease_ttl"), fields.duration_secs("max_lease_ttl")) {
+            let tune = match (
+                fields.duration_secs("default_lease_ttl"),
+                fields.duration_secs("max_lease_ttl"),
+            ) {
                 (Ok(default_lease_ttl), Ok(max_lease_ttl)) => crate::service::MountTune {
                     description: fields.str("description").ok().flatten(),
                     default_lease_ttl,
@@ -365,16 +448,40 @@ fn tune(state: &RestState, request: &Request, path: &str) -> Reply {
 
 fn injected(data: Value) -> Reply {
     match Reply::data(data) {
-        Reply::Envelope { status, data, warnings, auth, .. } => Reply::Envelope { status, data, warnings, auth, inject: true },
+        Reply::Envelope {
+            status,
+            data,
+            warnings,
+            auth,
+            ..
+        } => Reply::Envelope {
+            status,
+            data,
+            warnings,
+            auth,
+            inject: true,
+        },
         other => other,
     }
 }
 
 fn list_policies(state: &RestState, request: &Request, legacy: bool) -> Reply {
     let ctx = request.context();
-    let path = if legacy { "sys/policy" } else { "sys/policies/acl" };
-    let capability = if legacy && request.operation == Operation::Read { Capability::Read } else { Capability::List };
-    match state.service.authorize(&ctx, path, &[capability, Capability::Read, Capability::List]) {
+    let path = if legacy {
+        "sys/policy"
+    } else {
+        "sys/policies/acl"
+    };
+    let capability = if legacy && request.operation == Operation::Read {
+        Capability::Read
+    } else {
+        Capability::List
+    };
+    match state.service.authorize(
+        &ctx,
+        path,
+        &[capability, Capability::Read, Capability::List],
+    ) {
         Ok((unsealed, _)) => {
             let mut names = unsealed.auth.list_policies();
             if legacy {
@@ -393,11 +500,18 @@ fn list_policies(state: &RestState, request: &Request, legacy: bool) -> Reply {
 
 fn policy(state: &RestState, request: &Request, name: &str, legacy: bool) -> Reply {
     let ctx = request.context();
-    let prefix = if legacy { "sys/policy/" } else { "sys/policies/acl/" };
+    let prefix = if legacy {
+        "sys/policy/"
+    } else {
+        "sys/policies/acl/"
+    };
     let acl_path = format!("{prefix}{name}");
     let name = name.to_lowercase();
     match request.operation {
-        Operation::Read => match state.service.authorize(&ctx, &acl_path, &[Capability::Read]) {
+        Operation::Read => match state
+            .service
+            .authorize(&ctx, &acl_path, &[Capability::Read])
+        {
             Ok((unsealed, _)) => match unsealed.auth.policy(&name) {
                 Some(text) if legacy => injected(json!({ "name": name, "rules": text })),
                 Some(text) => Reply::data(json!({ "name": name, "policy": text })),

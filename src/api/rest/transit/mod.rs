@@ -62,7 +62,11 @@ pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
 fn is_heavy(request: &Request) -> bool {
     if let Some(Value::Array(items)) = request.fields.get("batch_input") {
         let signing = request.path.contains("/sign/") || request.path.contains("/verify/");
-        let limit = if signing { BLOCKING_SIGN_BATCH_LEN } else { BLOCKING_BATCH_LEN };
+        let limit = if signing {
+            BLOCKING_SIGN_BATCH_LEN
+        } else {
+            BLOCKING_BATCH_LEN
+        };
         return items.len() >= limit;
     }
     let mut segments = request.path.rsplit('/');
