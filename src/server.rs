@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub dev_root_token: Option<String>,
     /// File holding the master key for unattended unseal (see README warning).
     pub unseal_key_file: Option<PathBuf>,
+    /// TLS certificate and key for both listeners (`None` = plain HTTP).
+    pub tls: Option<crate::tls::TlsFiles>,
     /// REST limits.
     pub limits: Limits,
     /// Service tunables.
@@ -61,6 +63,9 @@ pub enum ServerError {
     /// Binding or serving failed.
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The unseal key file is unreadable or malformed.
     #[error("unseal key file: {0}")]
     UnsealKeyFile(String),
@@ -91,14 +96,18 @@ pub async fn run(
         Some(grpc_address) => Some(tokio::net::TcpListener::bind(grpc_address).await?),
         None => None,
     };
+    // Load TLS before announcing anything, so a bad certificate fails start-up.
+    let acceptor = config.tls.as_ref().map(crate::tls::TlsFiles::acceptor).transpose()?;
+    let grpc_tls = config.tls.as_ref().map(crate::tls::TlsFiles::read_pem).transpose()?;
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     // Scripts and tests find the server by this line: `rest=` first, then
     // `grpc=` when gRPC is served.
     match &grpc_listener {
         Some(grpc_listener) => {
             let grpc_address = grpc_listener.local_addr()?;
-            println!("cipherd listening rest=http://{address} grpc=http://{grpc_address}");
+            println!("cipherd listening rest={scheme}://{address} grpc={scheme}://{grpc_address}");
         }
-        None => println!("cipherd listening rest=http://{address}"),
+        None => println!("cipherd listening rest={scheme}://{address}"),
     }
 
     let housekeeping = {
@@ -123,10 +132,16 @@ pub async fn run(
         let _ = stopped.wait_for(|stop| *stop).await;
     };
     let app = rest::router(service.clone(), config.limits);
+    let rest_stopped = until_stopped(stopped.clone());
     let rest_served = async {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(until_stopped(stopped.clone()))
-            .await
+        match acceptor {
+            Some(acceptor) => {
+                axum::serve(crate::tls::TlsListener::new(listener, acceptor)?, app)
+                    .with_graceful_shutdown(rest_stopped)
+                    .await
+            }
+            None => axum::serve(listener, app).with_graceful_shutdown(rest_stopped).await,
+        }
     };
     let grpc_served = async {
         match grpc_listener {
@@ -134,6 +149,7 @@ pub async fn run(
                 grpc::serve(
                     grpc_listener,
                     service.clone(),
+                    grpc_tls,
                     until_stopped(stopped.clone()),
                 )
                 .await

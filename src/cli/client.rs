@@ -12,8 +12,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Reads `CIPHERD_ADDR` (or `VAULT_ADDR`, default `http://127.0.0.1:8200`)
-    /// and `CIPHERD_TOKEN` (or `VAULT_TOKEN`).
+    /// Reads `CIPHERD_ADDR` (or `VAULT_ADDR`, default `http://127.0.0.1:8200`),
+    /// `CIPHERD_TOKEN` (or `VAULT_TOKEN`), and `CIPHERD_CACERT` (or
+    /// `VAULT_CACERT`): a PEM CA certificate to trust instead of the system roots.
     pub fn from_env() -> anyhow::Result<Self> {
         let env = |a: &str, b: &str| {
             std::env::var(a)
@@ -23,10 +24,17 @@ impl Client {
         };
         let address =
             env("CIPHERD_ADDR", "VAULT_ADDR").unwrap_or_else(|| "http://127.0.0.1:8200".into());
+        // reqwest is built without a default TLS provider; use ring, like the server.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = env("CIPHERD_CACERT", "VAULT_CACERT") {
+            let pem = std::fs::read(&path).with_context(|| format!("reading CA certificate {path}"))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("parsing CA certificate {path}"))?;
+            builder = builder.tls_certs_only([cert]);
+        }
         Ok(Self {
-            http: reqwest::Client::builder()
-                .build()
-                .context("building the HTTP client")?,
+            http: builder.build().context("building the HTTP client")?,
             address: address.trim_end_matches('/').to_owned(),
             token: env("CIPHERD_TOKEN", "VAULT_TOKEN"),
         })

@@ -2,6 +2,7 @@
 //! `token` and `policy`. Client commands talk to a server over its REST API and
 //! read `CIPHERD_ADDR`/`VAULT_ADDR` and `CIPHERD_TOKEN`/`VAULT_TOKEN`.
 
+mod bench;
 mod client;
 mod commands;
 
@@ -49,6 +50,8 @@ enum Command {
     /// Manage ACL policies.
     #[command(subcommand)]
     Policy(commands::PolicyCommand),
+    /// Load-test a local server's gRPC (and optionally REST) encrypt paths.
+    Bench(bench::BenchArgs),
 }
 
 /// Flags of `cipherd server`.
@@ -73,6 +76,12 @@ struct ServerArgs {
     /// can read it can read every key: see the README before using it.
     #[arg(long, env = "CIPHERD_UNSEAL_KEY_FILE")]
     unseal_key_file: Option<PathBuf>,
+    /// PEM certificate chain: serve REST and gRPC over TLS (with --tls-key).
+    #[arg(long, env = "CIPHERD_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "CIPHERD_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     max_body_bytes: usize,
@@ -113,6 +122,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Verify(args) => runtime.block_on(commands::verify(args)),
         Command::Token(cmd) => runtime.block_on(commands::token(cmd)),
         Command::Policy(cmd) => runtime.block_on(commands::policy(cmd)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }
 
@@ -124,6 +134,11 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         dev: args.dev,
         dev_root_token: args.dev_root_token,
         unseal_key_file: args.unseal_key_file,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        },
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
         },

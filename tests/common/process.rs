@@ -114,8 +114,13 @@ impl ProcessServer {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines_rx.recv_timeout(left) {
                 Ok(line) => match line.strip_prefix(LISTEN_PREFIX) {
-                    // The line may go on with `grpc=...`: the REST URL is the first word.
-                    Some(addr) => break addr.split_whitespace().next().unwrap_or("").to_owned(),
+                    // The line may go on with `grpc=...`: the REST URL is the
+                    // first word. The whole line stays in the banner.
+                    Some(addr) => {
+                        let addr = addr.split_whitespace().next().unwrap_or("").to_owned();
+                        banner.push(line);
+                        break addr;
+                    }
                     None => banner.push(line),
                 },
                 Err(error) => {
@@ -138,7 +143,7 @@ impl ProcessServer {
             }
         };
         assert!(
-            addr.starts_with("http://"),
+            addr.starts_with("http://") || addr.starts_with("https://"),
             "unexpected listen line address {addr:?}"
         );
         Self {

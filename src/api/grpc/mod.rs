@@ -115,12 +115,20 @@ pub fn routes(service: Arc<Service>) -> Result<(Routes, HealthWatch), std::io::E
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), std::io::Error> {
     let (routes, health) = routes(service)?;
     health.refresh().await;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = tls {
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(std::io::Error::other)?;
+    }
     let watch = tokio::spawn(health.run());
-    let served = tonic::transport::Server::builder()
+    let served = builder
         .add_routes(routes)
         // Small unary replies must not wait for Nagle's algorithm.
         .serve_with_incoming_shutdown(
