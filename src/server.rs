@@ -97,9 +97,21 @@ pub async fn run(
         None => None,
     };
     // Load TLS before announcing anything, so a bad certificate fails start-up.
-    let acceptor = config.tls.as_ref().map(crate::tls::TlsFiles::acceptor).transpose()?;
-    let grpc_tls = config.tls.as_ref().map(crate::tls::TlsFiles::read_pem).transpose()?;
-    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let acceptor = config
+        .tls
+        .as_ref()
+        .map(crate::tls::TlsFiles::acceptor)
+        .transpose()?;
+    let grpc_tls = config
+        .tls
+        .as_ref()
+        .map(crate::tls::TlsFiles::read_pem)
+        .transpose()?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     // Scripts and tests find the server by this line: `rest=` first, then
     // `grpc=` when gRPC is served.
     match &grpc_listener {
@@ -140,13 +152,17 @@ pub async fn run(
                     .with_graceful_shutdown(rest_stopped)
                     .await
             }
-            None => axum::serve(listener, app).with_graceful_shutdown(rest_stopped).await,
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(rest_stopped)
+                    .await
+            }
         }
     };
     let grpc_served = async {
         match grpc_listener {
             Some(grpc_listener) => {
-                grpc::serve(
+                grpc::serve_with_tls(
                     grpc_listener,
                     service.clone(),
                     grpc_tls,

@@ -69,7 +69,10 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 fn file_error(path: &Path, reason: impl std::fmt::Display) -> TlsError {
-    TlsError::File { path: path.to_owned(), reason: reason.to_string() }
+    TlsError::File {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
 }
 
 /// How long a client may take to complete its TLS handshake.
@@ -116,7 +119,11 @@ impl TlsListener {
                 });
             }
         });
-        Ok(Self { local, ready, acceptor_task })
+        Ok(Self {
+            local,
+            ready,
+            acceptor_task,
+        })
     }
 }
 

@@ -20,8 +20,9 @@ struct Pki {
 }
 
 fn self_signed() -> Pki {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("generate certificate");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("generate certificate");
     let dir = tempfile::tempdir().expect("temp dir");
     let cert_pem = certified.cert.pem();
     let cert_path = dir.path().join("cert.pem");
@@ -53,13 +54,18 @@ fn status(addr: &str, cacert: Option<&str>) -> std::process::Output {
 #[tokio::test]
 async fn rest_and_grpc_serve_tls() {
     let pki = self_signed();
-    let server = ProcessServer::start_dev(&["--tls-cert", &pki.cert_path, "--tls-key", &pki.key_path]);
+    let server =
+        ProcessServer::start_dev(&["--tls-cert", &pki.cert_path, "--tls-key", &pki.key_path]);
     let rest = server.addr().to_owned();
     assert!(rest.starts_with("https://127.0.0.1:"), "{rest}");
 
     // The CLI trusts the certificate through VAULT_CACERT.
     let trusted = status(&rest, Some(&pki.cert_path));
-    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&trusted.stdout).expect("JSON");
     assert_eq!(json["sealed"], false);
     // Without it the handshake is refused, and the server keeps serving others.
@@ -68,12 +74,29 @@ async fn rest_and_grpc_serve_tls() {
 
     // gRPC over TLS, by host name (the certificate names localhost).
     let line = server.banner().last().expect("listen line").clone();
-    let grpc = line.split("grpc=").nth(1).expect("grpc address").trim().to_owned();
+    let grpc = line
+        .split("grpc=")
+        .nth(1)
+        .expect("grpc address")
+        .trim()
+        .to_owned();
     assert!(grpc.starts_with("https://127.0.0.1:"), "{grpc}");
     let url = grpc.replace("127.0.0.1", "localhost");
-    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.cert_pem)).domain_name("localhost");
-    let channel = Channel::from_shared(url).expect("url").tls_config(tls).expect("tls").connect().await.expect("connect");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.cert_pem))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(url)
+        .expect("url")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("connect");
     let mut sys = pb::sys_client::SysClient::new(channel);
-    let reply = sys.seal_status(pb::SealStatusRequest::default()).await.expect("seal status").into_inner();
+    let reply = sys
+        .seal_status(pb::SealStatusRequest::default())
+        .await
+        .expect("seal status")
+        .into_inner();
     assert!(!reply.sealed);
 }

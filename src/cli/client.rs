@@ -28,7 +28,8 @@ impl Client {
         let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder();
         if let Some(path) = env("CIPHERD_CACERT", "VAULT_CACERT") {
-            let pem = std::fs::read(&path).with_context(|| format!("reading CA certificate {path}"))?;
+            let pem =
+                std::fs::read(&path).with_context(|| format!("reading CA certificate {path}"))?;
             let cert = reqwest::Certificate::from_pem(&pem)
                 .with_context(|| format!("parsing CA certificate {path}"))?;
             builder = builder.tls_certs_only([cert]);

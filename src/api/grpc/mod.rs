@@ -115,6 +115,15 @@ pub fn routes(service: Arc<Service>) -> Result<(Routes, HealthWatch), std::io::E
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), std::io::Error> {
+    serve_with_tls(listener, service, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` holds a PEM certificate chain and key.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    service: Arc<Service>,
     tls: Option<(Vec<u8>, Vec<u8>)>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), std::io::Error> {
