@@ -14,6 +14,13 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
+/// Makes ring the process-wide rustls provider (once; later calls are no-ops).
+/// The HTTP client (reqwest) is built without a provider of its own, so every
+/// program that builds one calls this first: the CLI, the bench, the tests.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The certificate and key files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {

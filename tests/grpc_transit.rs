@@ -134,6 +134,7 @@ impl Server {
 
     /// `POST /v1/<path>` with the root token.
     async fn rest_post(&self, path: &str, body: Value) -> (u16, Value) {
+        cipherd::tls::install_crypto_provider();
         let response = reqwest::Client::new()
             .post(format!("http://{}/v1/{path}", self.rest))
             .header("X-Vault-Token", ROOT)

@@ -301,6 +301,7 @@ async fn rest_unary(
     callers: usize,
     duration: Duration,
 ) -> anyhow::Result<Row> {
+    crate::tls::install_crypto_provider();
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(callers)

@@ -25,7 +25,7 @@ impl Client {
         let address =
             env("CIPHERD_ADDR", "VAULT_ADDR").unwrap_or_else(|| "http://127.0.0.1:8200".into());
         // reqwest is built without a default TLS provider; use ring, like the server.
-        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+        crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder();
         if let Some(path) = env("CIPHERD_CACERT", "VAULT_CACERT") {
             let pem =

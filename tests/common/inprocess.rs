@@ -110,7 +110,10 @@ impl InProcessServer {
         Self {
             addr,
             service,
-            client: reqwest::Client::new(),
+            client: {
+                cipherd::tls::install_crypto_provider();
+                reqwest::Client::new()
+            },
             task,
         }
     }

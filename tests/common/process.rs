@@ -345,6 +345,7 @@ pub struct Client {
 impl Client {
     /// A client for `base` (`http://host:port`).
     pub fn new(base: &str, token: Option<&str>) -> Self {
+        cipherd::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
