@@ -210,21 +210,15 @@ impl Engine {
     /// Writes the encryption counters of every key whose counts changed since
     /// the last write. The server calls this periodically and on shutdown.
     pub fn flush_counters(&self) -> Result<usize, EngineError> {
-        let handles: Vec<(String, Arc<KeyHandle>)> = self
-            .keys
-            .pin()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let handles: Vec<Arc<KeyHandle>> = self.keys.pin().iter().map(|(_, v)| v.clone()).collect();
         let mut flushed = 0;
-        for (name, handle) in handles {
+        for handle in handles {
             let _write = handle.write.lock();
             let current = handle.current.load_full();
             if total_encryptions(&current) != handle.persisted_encryptions.load(Ordering::Relaxed) {
                 self.persist(&handle, &current)?;
                 flushed += 1;
             }
-            drop(name);
         }
         Ok(flushed)
     }

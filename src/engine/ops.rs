@@ -89,7 +89,7 @@ impl Engine {
         }
         let (encrypted, exhausted) = self.with_key(name, |k| {
             k.encrypt_counted(request)
-                .map(|(e, count)| (e, self.is_exhausted(k, count)))
+                .map(|(e, count)| (e, self.is_exhausted(count)))
         })??;
         if exhausted {
             self.rotate_if_exhausted(name);
@@ -306,7 +306,7 @@ impl Engine {
     }
 
     /// True when `count` encryptions of the latest version reach the limit.
-    fn is_exhausted(&self, _keyring: &Keyring, count: u64) -> bool {
+    fn is_exhausted(&self, count: u64) -> bool {
         self.options
             .rotate_after_encryptions
             .is_some_and(|limit| count >= limit)

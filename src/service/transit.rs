@@ -175,8 +175,11 @@ impl Service {
         request_path: Option<&str>,
         run: impl FnOnce(&Engine) -> Result<T, EngineError>,
     ) -> Result<T, ServiceError> {
-        let relative = request_path.map_or_else(|| op.canonical_path(), str::to_owned);
-        let path = format!("{}{relative}", mount.info.path);
+        // One allocation for the ACL path on the hot path.
+        let path = match request_path {
+            Some(relative) => format!("{}{relative}", mount.info.path),
+            None => format!("{}{}", mount.info.path, op.canonical_path()),
+        };
         let capability = op.capability(&mount.engine);
         self.authorize(ctx, &path, &[capability])?;
         Ok(run(&mount.engine)?)
