@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import hvac.exceptions as exc
+
 from support import b64
 
 
@@ -27,11 +29,30 @@ def test_concurrent_rotations_are_not_lost(backend, name):
     k = name("rot")
     clients = [backend.client() for _ in range(6)]
     clients[0].secrets.transit.create_key(k)
+
+    def rotate(c):
+        # OpenBao 2.7.2's in-memory storage sometimes answers one of several
+        # concurrent rotations with 500 "transaction commit failed" (and may have
+        # applied it anyway). Count what was acknowledged.
+        try:
+            c.secrets.transit.rotate_key(k)
+            return True
+        except exc.InternalServerError as error:
+            if backend.kind == "cipherd" or "transaction commit failed" not in str(error):
+                raise
+            return False
+
     with ThreadPoolExecutor(6) as pool:
-        list(pool.map(lambda c: c.secrets.transit.rotate_key(k), clients))
+        acknowledged = sum(pool.map(rotate, clients))
     data = clients[0].secrets.transit.read_key(k)["data"]
-    assert data["latest_version"] == 7
-    assert set(data["keys"]) == {str(v) for v in range(1, 8)}
+    latest = data["latest_version"]
+    # Every acknowledged rotation is there, and the versions have no holes.
+    assert latest >= 1 + acknowledged
+    assert set(data["keys"]) == {str(v) for v in range(1, latest + 1)}
+    if backend.kind == "cipherd":
+        # cipherd serializes writes per key: every rotation succeeds, exactly once.
+        assert acknowledged == 6
+        assert latest == 7
 
 
 def test_concurrent_encrypt_decrypt_during_rotation(backend, name):
