@@ -257,3 +257,34 @@ def test_rotation_then_old_rows_decrypt_and_reencrypt(engine: Engine, client: Cl
         assert got == [getattr(o, column) for o in first + second]
     finally:
         client.configure_key(key, min_decryption_version=1)
+
+
+async def test_async_engine_with_async_client(database_url: str, server, counter) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from cipherd import AsyncClient
+
+    eng = create_async_engine(database_url)
+    try:
+        async with AsyncClient(server.url, token=server.token, event_hooks={"request": [counter.async_hook]}) as ac:
+            install(eng, ac, batch_size=BATCH)
+            async with eng.begin() as conn:
+                await conn.run_sync(Base.metadata.drop_all)
+                await conn.run_sync(Base.metadata.create_all)
+            rows = customers(300)
+            want = [(c.ref, c.email, c.card) for c in rows]
+            counter.reset()
+            async with AsyncSession(eng) as s:
+                s.add_all(rows)
+                await s.commit()
+            assert counter.count == 4  # ceil(300/200) per key, two keys
+            counter.reset()
+            async with AsyncSession(eng) as s:
+                got = (await s.scalars(select(Customer).order_by(Customer.id))).all()
+                assert [(c.ref, c.email, c.card) for c in got] == want
+            assert counter.count == 4
+            async with eng.begin() as conn:
+                await conn.run_sync(Base.metadata.drop_all)
+    finally:
+        await eng.dispose()
+        set_default_client(None)
