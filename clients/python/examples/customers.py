@@ -67,7 +67,7 @@ def main() -> None:
     if not args.database_url:
         parser.error("--database-url or DATABASE_URL is required")
 
-    requests = []
+    requests: list[object] = []
     client = Client(event_hooks={"request": [requests.append]})
     engine = create_engine(sqlalchemy_url(args.database_url))
     install(engine, client)
@@ -99,7 +99,7 @@ def main() -> None:
     check(engine, args.rows)
     print("old rows still decrypt after the rotation")
     with engine.begin() as conn:
-        moved = [reencrypt(conn, Customer.__table__.c[col]) for col in ("email", "card")]
+        moved = [reencrypt(conn, Customer.email), reencrypt(conn, Customer.card)]
     print(f"re-encrypted {moved[0]} emails and {moved[1]} cards to the new versions")
     with engine.connect() as conn:
         stale = conn.execute(

@@ -51,9 +51,12 @@ class Counter:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
+        #: Per request: did its body carry ``batch_input``?
+        self.batched: list[bool] = []
 
     def __call__(self, request: httpx.Request) -> None:
         self.requests.append((request.method, request.url.path))
+        self.batched.append(b'"batch_input"' in request.content)
 
     async def async_hook(self, request: httpx.Request) -> None:
         self(request)
@@ -64,6 +67,7 @@ class Counter:
 
     def reset(self) -> None:
         self.requests.clear()
+        self.batched.clear()
 
 
 @pytest.fixture

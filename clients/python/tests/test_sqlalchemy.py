@@ -51,6 +51,14 @@ class Account(Base):
     meta: Mapped[dict | None] = mapped_column(Encrypted(f"py-accounts-misc-{RUN}", JSON), nullable=True)
 
 
+class Memo(Base):
+    """Only an unbound column: works without install(), one request per value."""
+
+    __tablename__ = "memos"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    body: Mapped[str] = mapped_column(Encrypted(f"py-memos-{RUN}", String))
+
+
 def customers(n: int, start: int = 0) -> list[Customer]:
     return [
         Customer(ref=str(uuid.uuid4()), email=f"user{i}@example.com", card=f"4111-0000-0000-{i:04d}")
@@ -83,7 +91,7 @@ def test_bulk_insert_and_select_are_batched(engine: Engine, counter) -> None:
         s.commit()
     # 500 emails under one key + 500 cards under another, 200 per request:
     # ceil(500/200) * 2 = 6 requests (one per value would be 1000).
-    assert counter.count == 6
+    assert counter.count == 6 and all(counter.batched)
     assert sorted(p for _, p in counter.requests) == (
         [f"/v1/transit/encrypt/py-customers-{RUN}"] * 3 + [f"/v1/transit/encrypt/py-payments-{RUN}"] * 3
     )
@@ -112,11 +120,11 @@ def test_unbatched_mode_sends_one_request_per_value(database_url: str, client: C
         with Session(eng, expire_on_commit=False) as s:
             s.add_all(customers(20))
             s.commit()
-        assert counter.count == 40
+        assert counter.count == 40 and not any(counter.batched)  # single-mode requests
         counter.reset()
         with Session(eng, expire_on_commit=False) as s:
             assert len(s.scalars(select(Customer)).all()) == 20
-        assert counter.count == 40
+        assert counter.count == 40 and not any(counter.batched)
     finally:
         Base.metadata.drop_all(eng)
         eng.dispose()
@@ -132,6 +140,38 @@ def test_core_executemany_insert_is_batched(engine: Engine, counter) -> None:
     with engine.connect() as conn:
         got = conn.execute(select(table.c.ref, table.c.email, table.c.note).order_by(table.c.id)).all()
     assert [tuple(r) for r in got] == [(v["ref"], v["email"], v["note"]) for v in values]
+
+
+def test_orm_bulk_insert_is_batched(engine: Engine, counter) -> None:
+    values = [{"ref": f"bulk-{i}", "email": f"b{i}@example.com", "card": f"c{i}"} for i in range(450)]
+    counter.reset()
+    with Session(engine, expire_on_commit=False) as s:
+        s.execute(insert(Customer), values)
+        s.commit()
+    assert counter.count == 6  # ceil(450/200) per key, two keys
+    with Session(engine, expire_on_commit=False) as s:
+        got = s.execute(select(Customer.ref, Customer.email, Customer.card).order_by(Customer.id)).all()
+    assert [tuple(r) for r in got] == [(v["ref"], v["email"], v["card"]) for v in values]
+
+
+def test_unbound_column_works_without_install(database_url: str, client: Client, counter) -> None:
+    eng = create_engine(database_url)
+    Base.metadata.create_all(eng)
+    set_default_client(client)
+    try:
+        counter.reset()
+        with Session(eng, expire_on_commit=False) as s:
+            s.add_all([Memo(body=f"memo {i}") for i in range(3)])
+            s.commit()
+        assert counter.count == 3 and not any(counter.batched)
+        assert all(r[0].startswith("vault:v") for r in raw(eng, "SELECT body FROM memos"))
+        with Session(eng, expire_on_commit=False) as s:
+            assert [m.body for m in s.scalars(select(Memo).order_by(Memo.id))] == ["memo 0", "memo 1", "memo 2"]
+        assert counter.count == 6
+    finally:
+        Base.metadata.drop_all(eng)
+        eng.dispose()
+        set_default_client(None)
 
 
 def test_ciphertext_copied_to_another_row_fails_to_open(engine: Engine) -> None:

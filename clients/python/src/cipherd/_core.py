@@ -49,7 +49,7 @@ class Retry:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
-        base = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        base = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
         return base * (0.5 + random.random() / 2)
 
 

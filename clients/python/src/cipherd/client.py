@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -126,7 +126,7 @@ class Client(_Api):
                 return result  # type: ignore[no-any-return]
             if attempt < retry.attempts:
                 time.sleep(retry.delay(attempt))
-        raise result
+        raise cast(CipherdError, result)  # the last attempt's error
 
     def _many(self, calls: list[Call[list[Outcome[T]]]], return_exceptions: bool) -> list[Any]:
         return _flatten([self._one(c) for c in calls], return_exceptions)
@@ -249,7 +249,7 @@ class AsyncClient(_Api):
                 return result  # type: ignore[no-any-return]
             if attempt < retry.attempts:
                 await asyncio.sleep(retry.delay(attempt))
-        raise result
+        raise cast(CipherdError, result)  # the last attempt's error
 
     async def _many(self, calls: list[Call[list[Outcome[T]]]], return_exceptions: bool) -> list[Any]:
         parts = await asyncio.gather(*(self._one(c) for c in calls))

@@ -51,7 +51,7 @@ import decimal
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import String, Text, TypeDecorator, bindparam, event, select, type_coerce, update
 from sqlalchemy.engine import Connection, Engine
@@ -215,7 +215,7 @@ class Encrypted(TypeDecorator[Any]):
             return value.ciphertext
         if self.context is not None:
             raise self._unbound("encrypt")
-        return _call(self._client(), "encrypt_batch", self.key, [self.item(self._codec.encode(value), None)])[0]
+        return cast(str, _single(self._client(), self.key, self.item(self._codec.encode(value), None)))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
@@ -227,19 +227,31 @@ class Encrypted(TypeDecorator[Any]):
             return self._codec.decode(value.plaintext)
         if self.context is not None:
             raise self._unbound("decrypt")
-        plain = _call(self._client(), "decrypt_batch", self.key, [self.open_item(value, None)])[0]
-        return self._codec.decode(plain)
+        return self._codec.decode(_single(self._client(), self.key, self.open_item(value, None)))
 
 
-def _call(client: Client | AsyncClient, method: str, key: str, items: Sequence[Any], **kw: Any) -> list[Any]:
-    """Run a batch method of either client from synchronous SQLAlchemy code
-    (an AsyncClient is awaited through SQLAlchemy's greenlet bridge, as the
-    asyncio engine runs these hooks inside one)."""
+def _wait(client: Client | AsyncClient, result: Any) -> Any:
+    """An AsyncClient's coroutine is awaited through SQLAlchemy's greenlet bridge
+    (the asyncio engine runs these hooks inside one)."""
     if isinstance(client, AsyncClient):
         from sqlalchemy.util import await_only
 
-        return await_only(getattr(client, method)(key, items, **kw))
-    return getattr(client, method)(key, items, **kw)
+        return await_only(result)
+    return result
+
+
+def _call(client: Client | AsyncClient, method: str, key: str, items: Sequence[Any], **kw: Any) -> list[Any]:
+    """Run a batch method of either client from synchronous SQLAlchemy code."""
+    return _wait(client, getattr(client, method)(key, items, **kw))  # type: ignore[no-any-return]
+
+
+def _single(client: Client | AsyncClient, key: str, item: EncryptItem | DecryptItem) -> Any:
+    """One value, one request (single mode, no ``batch_input``)."""
+    if isinstance(item, EncryptItem):
+        return _wait(client, client.encrypt(key, item.plaintext, context=item.context,
+                                            associated_data=item.associated_data))
+    return _wait(client, client.decrypt(key, item.ciphertext, context=item.context,
+                                        associated_data=item.associated_data))
 
 
 # --------------------------------------------------------------------------- #
@@ -256,7 +268,15 @@ class _Hooks:
         if self.batch:
             return _call(client, method, col_type.key, items, batch_size=self.batch_size, **kw)
         # One request per value: the baseline the benchmark compares against.
-        return [r for item in items for r in _call(client, method, col_type.key, [item], batch_size=1, **kw)]
+        out: list[Any] = []
+        for item in items:
+            try:
+                out.append(_single(client, col_type.key, item))
+            except CipherdError as error:
+                if not kw.get("return_exceptions"):
+                    raise
+                out.append(error)
+        return out
 
 
 def _encrypted_columns(table: Any) -> list[Column[Any]]:
@@ -416,17 +436,19 @@ def install(
 # --------------------------------------------------------------------------- #
 # After a key rotation
 # --------------------------------------------------------------------------- #
-def reencrypt(conn: Connection, column: Column[Any], *, chunk_size: int = 1000,
-              client: Client | None = None) -> int:
+def reencrypt(conn: Connection, column: Any, *, chunk_size: int = 1000, client: Client | None = None) -> int:
     """Move every value of ``column`` to the key's latest version; returns how many
     rows changed. Unbound and ``derived`` columns are rewrapped by the server
     (the plaintext never leaves it); ``associated_data`` columns are decrypted
     and encrypted again, since the server's rewrap does not take associated data.
+    ``column`` is a table column or an ORM attribute (``Customer.email``).
     Runs on ``conn`` in chunks of ``chunk_size`` rows (by primary key); commit
     afterwards."""
-    col_type = column.type
-    if not isinstance(col_type, Encrypted):
-        raise TypeError(f"{column} is not an Encrypted column")
+    if hasattr(column, "__clause_element__"):  # an ORM attribute: Customer.email
+        column = column.__clause_element__()
+    col_type = getattr(column, "type", None)
+    if not isinstance(column, Column) or not isinstance(col_type, Encrypted):
+        raise TypeError(f"{column} is not an Encrypted table column")
     cli = client or col_type.client or _default_client
     if not isinstance(cli, Client):
         raise CipherdError("reencrypt needs a synchronous cipherd.Client")
