@@ -13,9 +13,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import JSON, Date, Integer, LargeBinary, Numeric, String, create_engine, insert, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column
 
-from cipherd import CipherdError, Client, InvalidCiphertext
+from cipherd import CipherdError, Client, InvalidCiphertext, PermissionDenied
 from cipherd.sqlalchemy import Encrypted, install, reencrypt, set_default_client
 
 BATCH = 200
@@ -231,6 +231,47 @@ def test_bound_column_without_its_binding_is_refused(engine: Engine) -> None:
         s.add(Customer(email="no-ref@example.com"))  # ref missing at insert time
         with pytest.raises(CipherdError, match="has no value"):
             s.flush()
+
+
+def test_binding_found_by_primary_key_when_not_selected(engine: Engine, counter) -> None:
+    rows = customers(3)
+    with Session(engine) as s:  # default expire_on_commit: attributes reload after commit
+        s.add_all(rows)
+        s.commit()
+        assert [c.email for c in rows] == [f"user{i}@example.com" for i in range(3)]
+        s.expire(rows[0], ["email"])  # reloads email alone (with the primary key)
+        assert rows[0].email == "user0@example.com"
+    with Session(engine) as s:
+        loaded = s.scalars(select(Customer).options(defer(Customer.ref)).order_by(Customer.id)).all()
+        assert [c.card for c in loaded] == [f"4111-0000-0000-{i:04d}" for i in range(3)]
+
+
+def test_install_twice_keeps_one_set_of_hooks(engine: Engine, client: Client, counter) -> None:
+    install(engine, client, batch_size=BATCH)  # a second time
+    rows = customers(10)
+    counter.reset()
+    with Session(engine, expire_on_commit=False) as s:
+        s.add_all(rows)
+        s.commit()
+    assert counter.count == 2
+    counter.reset()
+    with Session(engine) as s:
+        assert [c.email for c in s.scalars(select(Customer).order_by(Customer.id))] == [r.email for r in rows]
+    assert counter.count == 2
+
+
+def test_server_errors_surface_through_sqlalchemy(engine: Engine, server) -> None:
+    with Session(engine, expire_on_commit=False) as s:
+        s.add_all(customers(2))
+        s.commit()
+    with Client(server.url, token="not-a-token") as bad:
+        install(engine, bad)
+        with Session(engine) as s:
+            with pytest.raises(PermissionDenied):
+                s.scalars(select(Customer)).all()
+            s.add_all(customers(2, start=2))
+            with pytest.raises(PermissionDenied):
+                s.flush()
 
 
 def test_nulls_stay_null(engine: Engine, counter) -> None:

@@ -27,8 +27,8 @@ the ``context`` of a derived key instead (the key gets ``derived=true`` on first
 use): the binding is then a per-row key, and the server can ``rewrap`` such
 ciphertext without the plaintext ever leaving it, which it cannot do for
 associated data. The bound column must hold its value when the row is written
-(a client-side value, not a database-generated id), and must be selected along
-with the encrypted column.
+(a client-side value, not a database-generated id). On load it is taken from
+the same result, else looked up by primary key (deferred or expired attributes).
 
 **Batching.** :func:`install` hooks the engine so that
 
@@ -49,6 +49,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -58,9 +59,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session, attributes
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, operators
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 from sqlalchemy.sql.schema import Column, Table
 from sqlalchemy.types import TypeEngine
 
@@ -330,6 +332,54 @@ def _result_table(entry: Any) -> tuple[Any, str] | None:
     return None
 
 
+def _binding_reader(conn: Connection, context: Any, entry: Any, col_type: Encrypted, rows: list[list[Any]],
+                    located: dict[tuple[int, str], int]) -> Callable[[list[Any]], Any] | None:
+    """How to find a row's binding value: in the result itself; else, when the
+    statement did not select it (a deferred or separately expired attribute, an
+    ORM refresh), by primary key, with one extra query for all the rows. The
+    primary key comes from the result, or from a ``WHERE pk = :value`` clause
+    (how the ORM loads one object's attributes)."""
+    where = _result_table(entry)
+    if col_type.context is None or where is None:
+        return None
+    table = where[0]
+    ctx_pos = located.get((id(table), col_type.context))
+    if ctx_pos is not None:
+        return lambda row: row[ctx_pos]
+    pk = list(table.primary_key.columns) if isinstance(table, Table) else []
+    if len(pk) != 1:
+        return None
+    pk_pos = located.get((id(table), pk[0].name))
+    if pk_pos is not None:
+        keys = list({row[pk_pos] for row in rows if row[pk_pos] is not None})
+    else:
+        only = _pk_in_where(context, table, pk[0])
+        if only is None:
+            return None
+        keys = [only]
+    ctx_col = table.c[col_type.context]
+    found: dict[Any, Any] = {}
+    for start in range(0, len(keys), 10_000):
+        query = select(pk[0], ctx_col).where(pk[0].in_(keys[start : start + 10_000]))
+        found.update((k, v) for k, v in conn.execute(query))
+    if pk_pos is None:
+        return lambda row: found.get(keys[0])
+    return lambda row: found.get(row[pk_pos])
+
+
+def _pk_in_where(context: Any, table: Table, pk: Column[Any]) -> Any:
+    """The value ``v`` of a statement whose whole WHERE clause is ``pk = :v``, else None."""
+    where = getattr(getattr(context.compiled, "statement", None), "whereclause", None)
+    if not (isinstance(where, BinaryExpression) and where.operator is operators.eq):
+        return None
+    left, right = where.left, where.right
+    if not isinstance(right, BindParameter) or getattr(left, "table", None) is not table:
+        return None
+    if getattr(left, "name", None) != pk.name or not context.compiled_parameters:
+        return None
+    return context.compiled_parameters[0].get(right.key)
+
+
 def _after_cursor_execute(hooks: _Hooks) -> Callable[..., Any]:
     def after_cursor_execute(conn: Connection, cursor: Any, statement: Any, parameters: Any,
                              context: Any, executemany: bool) -> None:
@@ -352,24 +402,25 @@ def _after_cursor_execute(hooks: _Hooks) -> Callable[..., Any]:
                 located[(id(where[0]), where[1])] = i
         rows = [list(r) for r in cursor.fetchall()]
         todo: dict[tuple[int, str, str], list[tuple[list[Any], int, DecryptItem, Encrypted]]] = {}
+        readers: dict[tuple[int, str | None], Callable[[list[Any]], Any] | None] = {}
         for pos in positions:
             col_type: Encrypted = entries[pos].type  # type: ignore[assignment]
-            ctx_pos = None
-            if col_type.context is not None:
-                where = _result_table(entries[pos])
-                ctx_pos = None if where is None else located.get((id(where[0]), col_type.context))
+            where = _result_table(entries[pos])
+            reader_key = (0 if where is None else id(where[0]), col_type.context)
+            if reader_key not in readers:  # one lookup per table and binding column
+                readers[reader_key] = _binding_reader(conn, context, entries[pos], col_type, rows, located)
+            binding = readers[reader_key]
             for row in rows:
                 value = row[pos]
-                if value is None:
+                if not isinstance(value, str):  # NULL, or opened by an earlier hook
                     continue
+                bound = None
                 if col_type.context is not None:
-                    bound = None if ctx_pos is None else row[ctx_pos]
+                    bound = None if binding is None else binding(row)
                     if bound is None:
                         row[pos] = _Opened(None, col_type._unbound("decrypt"))
                         continue
-                    item = col_type.open_item(value, _binding_bytes(bound))
-                else:
-                    item = col_type.open_item(value, None)
+                item = col_type.open_item(value, None if bound is None else _binding_bytes(bound))
                 todo.setdefault(col_type._group(), []).append((row, pos, item, col_type))
         for work in todo.values():
             results = hooks.run(work[0][3], "decrypt_batch", [w[2] for w in work], return_exceptions=True)
@@ -406,6 +457,7 @@ def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
 
 
 _session_hook_installed = False
+_installed: weakref.WeakKeyDictionary[Engine, _Hooks] = weakref.WeakKeyDictionary()
 
 
 def install(
@@ -425,9 +477,13 @@ def install(
     if client is None:
         client = _default_client or Client()
     set_default_client(client)
-    hooks = _Hooks(client, batch, batch_size)
-    event.listen(sync_engine, "before_execute", _before_execute(hooks), retval=True)
-    event.listen(sync_engine, "after_cursor_execute", _after_cursor_execute(hooks))
+    hooks = _installed.get(sync_engine)
+    if hooks is not None:  # installed before: change the settings, keep one set of listeners
+        hooks.client, hooks.batch, hooks.batch_size = client, batch, batch_size
+    else:
+        hooks = _installed[sync_engine] = _Hooks(client, batch, batch_size)
+        event.listen(sync_engine, "before_execute", _before_execute(hooks), retval=True)
+        event.listen(sync_engine, "after_cursor_execute", _after_cursor_execute(hooks))
     if not _session_hook_installed:
         event.listen(Session, "before_flush", _before_flush)
         _session_hook_installed = True
