@@ -64,9 +64,12 @@ async def test_rewrap_datakey_sign_hmac(aclient: AsyncClient, name) -> None:
     await aclient.create_key(signer, type="ed25519")
     sig = await aclient.sign(signer, b"m")
     assert await aclient.verify(signer, b"m", sig) and not await aclient.verify(signer, b"n", sig)
+    sigs = await aclient.sign_batch(signer, [b"a", b"b"])
+    assert await aclient.verify_batch(signer, [(b"a", sigs[0]), (b"a", sigs[1])]) == [True, False]
     mac = await aclient.hmac(key, b"m")
     assert await aclient.verify_hmac(key, b"m", mac)
     assert (await aclient.hmac_batch(key, [b"m"]))[0] == mac
+    assert await aclient.verify_hmac_batch(key, [(b"m", mac), (b"n", mac)]) == [True, False]
 
 
 async def test_errors(server, aclient: AsyncClient, name) -> None:

@@ -127,6 +127,10 @@ def test_datakey(client: Client, name) -> None:
     wrapped = client.datakey(key, wrapped=True, bits=512)
     assert wrapped.plaintext is None
     assert len(client.decrypt(key, wrapped.ciphertext)) == 64
+    bound = client.datakey(key, associated_data=b"file-7")
+    assert client.decrypt(key, bound.ciphertext, associated_data=b"file-7") == bound.plaintext
+    with pytest.raises(InvalidCiphertext):
+        client.decrypt(key, bound.ciphertext, associated_data=b"file-8")
 
 
 @pytest.mark.parametrize("key_type", ["ed25519", "ecdsa-p256"])
@@ -151,6 +155,25 @@ def test_hmac_and_verify(client: Client, name) -> None:
     assert mac512 != mac and client.verify_hmac(key, b"data", mac512, algorithm="sha2-512")
     macs = client.hmac_batch(key, [b"data", b"x"])
     assert macs[0] == mac and macs[1] != mac
+    assert client.verify_hmac_batch(key, [(b"data", mac), (b"x", mac), (b"x", macs[1])]) == [True, False, True]
+    with pytest.raises(BatchError) as info:
+        client.verify_hmac_batch(key, [(b"data", mac), (b"data", "not-an-hmac")])
+    assert info.value.results[0] is True and isinstance(info.value.failures[1], InvalidCiphertext)
+
+
+def test_sign_and_verify_batches(client: Client, counter, name) -> None:
+    key = name()
+    client.create_key(key, type="ecdsa-p256")
+    messages = [b"m%d" % i for i in range(12)]
+    counter.reset()
+    sigs = client.sign_batch(key, messages, batch_size=5, marshaling_algorithm="jws")
+    assert counter.count == 3
+    assert client.verify(key, b"m3", sigs[3], marshaling_algorithm="jws")
+    pairs = [(m, s) for m, s in zip(messages, sigs)] + [(b"other", sigs[0])]
+    assert client.verify_batch(key, pairs, marshaling_algorithm="jws") == [True] * 12 + [False]
+    with pytest.raises(BatchError) as info:
+        client.verify_batch(key, [(b"m0", sigs[0]), (b"m0", "vault:v1:garbage")], marshaling_algorithm="jws")
+    assert info.value.results[0] is True and isinstance(info.value.failures[1], InvalidCiphertext)
 
 
 def test_token_and_address_from_environment(server, monkeypatch: pytest.MonkeyPatch, name) -> None:

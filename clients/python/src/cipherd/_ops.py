@@ -135,9 +135,11 @@ def rewrap(mount: str, key: str, item: DecryptItem, key_version: int | None) -> 
     return Call("POST", f"{mount}/rewrap/{_name(key)}", body, _field("ciphertext"))
 
 
-def datakey(mount: str, key: str, *, wrapped: bool, bits: int, context: Bytes | None) -> Call[DataKey]:
+def datakey(mount: str, key: str, *, wrapped: bool, bits: int, context: Bytes | None,
+            associated_data: Bytes | None) -> Call[DataKey]:
     body: dict[str, Any] = {"bits": bits}
     _put(body, "context", context)
+    _put(body, "associated_data", associated_data)
 
     def parse(data: dict[str, Any]) -> DataKey:
         plain = data.get("plaintext")
@@ -214,11 +216,11 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 def _batch(
     path: str, items: Sequence[Any], size: int, encode: Callable[[Any], dict[str, Any]],
-    read: Callable[[dict[str, Any]], T],
+    read: Callable[[dict[str, Any]], T], options: dict[str, Any] | None = None,
 ) -> list[Call[list[Outcome[T]]]]:
     calls = []
     for chunk in _chunks(items, size):
-        body: dict[str, Any] = {"batch_input": [encode(i) for i in chunk]}
+        body: dict[str, Any] = {"batch_input": [encode(i) for i in chunk], **(options or {})}
         calls.append(Call("POST", path, body, _batch_parser(read, len(chunk)), batch=True))
     return calls
 
@@ -255,6 +257,23 @@ def hmac_batch(
 ) -> list[Call[list[Outcome[str]]]]:
     path = _algorithm_path(f"{mount}/hmac/{_name(key)}", algorithm)
     return _batch(path, items, size, lambda data: {"input": b64(data)}, _field("hmac"))
+
+
+def sign_batch(
+    mount: str, key: str, items: Sequence[Bytes], size: int, hash_algorithm: str | None, options: dict[str, Any]
+) -> list[Call[list[Outcome[str]]]]:
+    path = _algorithm_path(f"{mount}/sign/{_name(key)}", hash_algorithm)
+    return _batch(path, items, size, lambda data: {"input": b64(data)}, _field("signature"), options)
+
+
+def verify_batch(
+    mount: str, key: str, items: Sequence[tuple[Bytes, str]], size: int, field: str, algorithm: str | None,
+    options: dict[str, Any],
+) -> list[Call[list[Outcome[bool]]]]:
+    """``field``: ``signature`` or ``hmac``. A failed HMAC item omits ``valid`` (Vault's omitempty)."""
+    path = _algorithm_path(f"{mount}/verify/{_name(key)}", algorithm)
+    return _batch(path, items, size, lambda pair: {"input": b64(pair[0]), field: pair[1]},
+                  lambda item: bool(item.get("valid", False)), options)
 
 
 # --------------------------------------------------------------------------- #

@@ -62,6 +62,16 @@ class _Api:
     def _calls_hmac(self, key: str, items: Sequence[Bytes], algorithm: str | None, batch_size: int | None) -> list[Any]:
         return _ops.hmac_batch(self._s.mount, key, items, batch_size or self._s.batch_size, algorithm)
 
+    def _calls_sign(self, key: str, items: Sequence[Bytes], hash_algorithm: str | None, batch_size: int | None,
+                    options: Mapping[str, Any]) -> list[Any]:
+        size = batch_size or self._s.batch_size
+        return _ops.sign_batch(self._s.mount, key, items, size, hash_algorithm, dict(options))
+
+    def _calls_verify(self, key: str, items: Sequence[tuple[Bytes, str]], field: str, algorithm: str | None,
+                      batch_size: int | None, options: Mapping[str, Any]) -> list[Any]:
+        size = batch_size or self._s.batch_size
+        return _ops.verify_batch(self._s.mount, key, items, size, field, algorithm, dict(options))
+
     def _call_encrypt(self, key: str, plaintext: Bytes, context: Bytes | None, associated_data: Bytes | None,
                       key_version: int | None) -> Call[str]:
         return _ops.encrypt(self._s.mount, key, EncryptItem(plaintext, context, associated_data, key_version))
@@ -159,9 +169,12 @@ class Client(_Api):
                      batch_size: int | None = None, return_exceptions: bool = False) -> list[Any]:
         return self._many(self._calls_rewrap(key, items, key_version, batch_size), return_exceptions)
 
-    def datakey(self, key: str, *, bits: int = 256, context: Bytes | None = None, wrapped: bool = False) -> DataKey:
-        """A fresh data key: its plaintext (unless ``wrapped``) and its ciphertext under ``key``."""
-        return self._one(_ops.datakey(self._s.mount, key, wrapped=wrapped, bits=bits, context=context))
+    def datakey(self, key: str, *, bits: int = 256, context: Bytes | None = None,
+                associated_data: Bytes | None = None, wrapped: bool = False) -> DataKey:
+        """A fresh data key: its plaintext (unless ``wrapped``) and its ciphertext under ``key``
+        (``associated_data``: an OpenBao extension, which cipherd supports)."""
+        return self._one(_ops.datakey(self._s.mount, key, wrapped=wrapped, bits=bits, context=context,
+                                      associated_data=associated_data))
 
     # -- signatures and MACs ------------------------------------------------- #
     def sign(self, key: str, data: Bytes, *, hash_algorithm: str | None = None, context: Bytes | None = None,
@@ -174,6 +187,16 @@ class Client(_Api):
         call = self._call_verify(key, data, "signature", signature, hash_algorithm, context, prehashed, options)
         return self._one(call)
 
+    def sign_batch(self, key: str, items: Sequence[Bytes], *, hash_algorithm: str | None = None,
+                   batch_size: int | None = None, return_exceptions: bool = False, **options: Any) -> list[Any]:
+        return self._many(self._calls_sign(key, items, hash_algorithm, batch_size, options), return_exceptions)
+
+    def verify_batch(self, key: str, items: Sequence[tuple[Bytes, str]], *, hash_algorithm: str | None = None,
+                     batch_size: int | None = None, return_exceptions: bool = False, **options: Any) -> list[Any]:
+        """``items``: ``(data, signature)`` pairs; returns one ``bool`` per pair."""
+        calls = self._calls_verify(key, items, "signature", hash_algorithm, batch_size, options)
+        return self._many(calls, return_exceptions)
+
     def hmac(self, key: str, data: Bytes, *, algorithm: str | None = None, key_version: int | None = None) -> str:
         return self._one(_ops.hmac(self._s.mount, key, data, algorithm=algorithm, key_version=key_version))
 
@@ -183,6 +206,11 @@ class Client(_Api):
 
     def verify_hmac(self, key: str, data: Bytes, hmac: str, *, algorithm: str | None = None) -> bool:
         return self._one(self._call_verify(key, data, "hmac", hmac, algorithm, None, False, {}))
+
+    def verify_hmac_batch(self, key: str, items: Sequence[tuple[Bytes, str]], *, algorithm: str | None = None,
+                          batch_size: int | None = None, return_exceptions: bool = False) -> list[Any]:
+        """``items``: ``(data, hmac)`` pairs; returns one ``bool`` per pair."""
+        return self._many(self._calls_verify(key, items, "hmac", algorithm, batch_size, {}), return_exceptions)
 
     # -- keys ------------------------------------------------------------------ #
     def create_key(self, key: str, *, type: str = "aes256-gcm96", **options: Any) -> dict[str, Any]:
@@ -281,8 +309,9 @@ class AsyncClient(_Api):
         return await self._many(self._calls_rewrap(key, items, key_version, batch_size), return_exceptions)
 
     async def datakey(self, key: str, *, bits: int = 256, context: Bytes | None = None,
-                      wrapped: bool = False) -> DataKey:
-        return await self._one(_ops.datakey(self._s.mount, key, wrapped=wrapped, bits=bits, context=context))
+                      associated_data: Bytes | None = None, wrapped: bool = False) -> DataKey:
+        return await self._one(_ops.datakey(self._s.mount, key, wrapped=wrapped, bits=bits, context=context,
+                                            associated_data=associated_data))
 
     # -- signatures and MACs ------------------------------------------------- #
     async def sign(self, key: str, data: Bytes, *, hash_algorithm: str | None = None, context: Bytes | None = None,
@@ -294,6 +323,16 @@ class AsyncClient(_Api):
         call = self._call_verify(key, data, "signature", signature, hash_algorithm, context, prehashed, options)
         return await self._one(call)
 
+    async def sign_batch(self, key: str, items: Sequence[Bytes], *, hash_algorithm: str | None = None,
+                         batch_size: int | None = None, return_exceptions: bool = False, **options: Any) -> list[Any]:
+        return await self._many(self._calls_sign(key, items, hash_algorithm, batch_size, options), return_exceptions)
+
+    async def verify_batch(self, key: str, items: Sequence[tuple[Bytes, str]], *, hash_algorithm: str | None = None,
+                           batch_size: int | None = None, return_exceptions: bool = False,
+                           **options: Any) -> list[Any]:
+        calls = self._calls_verify(key, items, "signature", hash_algorithm, batch_size, options)
+        return await self._many(calls, return_exceptions)
+
     async def hmac(self, key: str, data: Bytes, *, algorithm: str | None = None,
                    key_version: int | None = None) -> str:
         return await self._one(_ops.hmac(self._s.mount, key, data, algorithm=algorithm, key_version=key_version))
@@ -304,6 +343,11 @@ class AsyncClient(_Api):
 
     async def verify_hmac(self, key: str, data: Bytes, hmac: str, *, algorithm: str | None = None) -> bool:
         return await self._one(self._call_verify(key, data, "hmac", hmac, algorithm, None, False, {}))
+
+    async def verify_hmac_batch(self, key: str, items: Sequence[tuple[Bytes, str]], *, algorithm: str | None = None,
+                                batch_size: int | None = None, return_exceptions: bool = False) -> list[Any]:
+        calls = self._calls_verify(key, items, "hmac", algorithm, batch_size, {})
+        return await self._many(calls, return_exceptions)
 
     # -- keys ------------------------------------------------------------------ #
     async def create_key(self, key: str, *, type: str = "aes256-gcm96", **options: Any) -> dict[str, Any]:
