@@ -32,6 +32,11 @@ def cipherd_bin() -> str:
 
 
 @pytest.fixture(scope="session")
+def cipherd_binary() -> str:
+    return cipherd_bin()
+
+
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     srv = DevServer(cipherd_bin(), TOKEN, tmp_path_factory.mktemp("cipherd"))
     yield srv

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import ssl
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -70,18 +71,23 @@ class Settings:
     mount: str
     batch_size: int
     retry: Retry
-    verify: str | bool
+    verify: ssl.SSLContext | bool
 
 
 def settings(
-    addr: str | None, token: str | None, mount: str, batch_size: int, retry: Retry | None, verify: str | bool | None
+    addr: str | None, token: str | None, mount: str, batch_size: int, retry: Retry | None,
+    verify: str | bool | ssl.SSLContext | None,
 ) -> Settings:
-    """Explicit arguments first, then ``CIPHERD_*``, then ``VAULT_*``."""
+    """Explicit arguments first, then ``CIPHERD_*``, then ``VAULT_*``. ``verify``:
+    a CA bundle path, an ``SSLContext``, or a bool (default: ``CIPHERD_CACERT`` or
+    ``VAULT_CACERT`` if set, else the system's trust store)."""
     env = os.environ
     addr = addr or env.get("CIPHERD_ADDR") or env.get("VAULT_ADDR") or DEFAULT_ADDR
     token = token or env.get("CIPHERD_TOKEN") or env.get("VAULT_TOKEN")
     if verify is None:
         verify = env.get("CIPHERD_CACERT") or env.get("VAULT_CACERT") or True
+    if isinstance(verify, str):
+        verify = ssl.create_default_context(cafile=verify)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     return Settings(addr.rstrip("/"), token, mount.strip("/"), batch_size, retry or Retry(), verify)

@@ -14,6 +14,7 @@ the items that worked and an exception for each one that did not; pass
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -104,7 +105,7 @@ class Client(_Api):
         batch_size: int = DEFAULT_BATCH_SIZE,
         retry: Retry | None = None,
         timeout: float = 30.0,
-        verify: str | bool | None = None,
+        verify: str | bool | ssl.SSLContext | None = None,
         transport: httpx.BaseTransport | None = None,
         event_hooks: Mapping[str, list[Any]] | None = None,
     ) -> None:
@@ -242,7 +243,7 @@ class AsyncClient(_Api):
         batch_size: int = DEFAULT_BATCH_SIZE,
         retry: Retry | None = None,
         timeout: float = 30.0,
-        verify: str | bool | None = None,
+        verify: str | bool | ssl.SSLContext | None = None,
         concurrency: int = 4,
         transport: httpx.AsyncBaseTransport | None = None,
         event_hooks: Mapping[str, list[Any]] | None = None,

@@ -45,7 +45,8 @@ def _pdeathsig() -> Any:
 class DevServer:
     """``cipherd server --dev`` with a known root token, on loopback ports chosen by the OS."""
 
-    def __init__(self, binary: str, token: str = "root", workdir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, binary: str, token: str = "root", workdir: str | os.PathLike[str] | None = None,
+                 extra_args: list[str] | None = None) -> None:
         if not os.access(binary, os.X_OK):
             raise RuntimeError(f"cipherd binary {binary!r} is not executable")
         self.token = token
@@ -56,7 +57,7 @@ class DevServer:
         self._log = open(self.log_path, "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "CIPHERD_"))}
         args = [binary, "server", "--dev", "--dev-root-token", token,
-                "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"]
+                "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", *(extra_args or [])]
         self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
             env=env, cwd=self.workdir, preexec_fn=_pdeathsig(),
