@@ -191,7 +191,8 @@ class Encrypted(TypeDecorator[Any]):
         return client
 
     def _group(self) -> tuple[int, str, str]:
-        return (id(self._client()), self.key, self.binding)
+        """Values that can share a batch request: same client, key and binding kind."""
+        return (id(self.client), self.key, self.binding)
 
     def item(self, plaintext: bytes, bound: bytes | None) -> EncryptItem:
         if self.binding == "derived":
