@@ -317,7 +317,7 @@ def _before_execute(hooks: _Hooks) -> Callable[..., Any]:
                 todo.setdefault(col_type._group(), []).append((row, col.key, item, col_type))
         for work in todo.values():
             ciphertexts = hooks.run(work[0][3], "encrypt_batch", [w[2] for w in work])
-            for (row, key, _item, _t), ciphertext in zip(work, ciphertexts):
+            for (row, key, _item, _t), ciphertext in zip(work, ciphertexts, strict=True):
                 row[key] = _Sealed(ciphertext)
         if multiparams:
             return clause, rows, {}
@@ -425,7 +425,7 @@ def _after_cursor_execute(hooks: _Hooks) -> Callable[..., Any]:
                 todo.setdefault(col_type._group(), []).append((row, pos, item, col_type))
         for work in todo.values():
             results = hooks.run(work[0][3], "decrypt_batch", [w[2] for w in work], return_exceptions=True)
-            for (row, pos, _item, _t), result in zip(work, results):
+            for (row, pos, _item, _t), result in zip(work, results, strict=True):
                 row[pos] = _Opened(None, result) if isinstance(result, CipherdError) else _Opened(result)
         context.cursor_fetch_strategy = FullyBufferedCursorFetchStrategy(
             cursor, description, [tuple(r) for r in rows]
@@ -532,14 +532,15 @@ def reencrypt(conn: Connection, column: Any, *, chunk_size: int = 1000, client: 
         if stale:
             bound = [None if ctx is None else _binding_bytes(r[2]) for r in stale]
             fresh = _refresh(cli, col_type, [r[1] for r in stale], bound, chunk_size)
-            conn.execute(stmt, [{"_pk": r[0], "_ct": c} for r, c in zip(stale, fresh)])
+            conn.execute(stmt, [{"_pk": r[0], "_ct": c} for r, c in zip(stale, fresh, strict=True)])
             changed += len(stale)
 
 
 def _refresh(cli: Client, col_type: Encrypted, ciphertexts: list[str], bound: list[bytes | None],
              size: int) -> Iterable[str]:
-    items = [col_type.open_item(c, b) for c, b in zip(ciphertexts, bound)]
+    items = [col_type.open_item(c, b) for c, b in zip(ciphertexts, bound, strict=True)]
     if col_type.binding == "derived" or col_type.context is None:
         return cli.rewrap_batch(col_type.key, items, batch_size=size)
     plain = cli.decrypt_batch(col_type.key, items, batch_size=size)
-    return cli.encrypt_batch(col_type.key, [col_type.item(p, b) for p, b in zip(plain, bound)], batch_size=size)
+    return cli.encrypt_batch(col_type.key, [col_type.item(p, b) for p, b in zip(plain, bound, strict=True)],
+                             batch_size=size)
