@@ -17,6 +17,7 @@ from cipherd import (
     PermissionDenied,
     Retry,
     SealedError,
+    ServerError,
 )
 
 
@@ -93,3 +94,34 @@ async def test_sealed(fresh_server, name) -> None:
             assert r.status_code in (200, 204)
         with pytest.raises(SealedError):
             await c.decrypt(key, ct)
+
+
+class AsyncFlakyProxy(httpx.AsyncBaseTransport):
+    """Answers the first ``failures`` requests with 502; forwards the rest."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.seen = failures, 0
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen += 1
+        if self.seen <= self.failures:
+            return httpx.Response(502, json={"errors": ["upstream unavailable"]})
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_retries(server, name) -> None:
+    fast = Retry(attempts=3, backoff=0.001, max_backoff=0.01)
+    proxy = AsyncFlakyProxy(failures=2)
+    async with AsyncClient(server.url, token=server.token, retry=fast, transport=proxy) as c:
+        key = name()
+        assert await c.decrypt(key, await c.encrypt(key, b"after two 502s")) == b"after two 502s"
+    assert proxy.seen == 4  # 3 attempts for the encrypt, 1 for the decrypt
+    proxy = AsyncFlakyProxy(failures=10)
+    async with AsyncClient(server.url, token=server.token, retry=fast, transport=proxy) as c:
+        with pytest.raises(ServerError):
+            await c.encrypt(name(), b"x")
+    assert proxy.seen == 3
