@@ -37,8 +37,9 @@ the same result, else looked up by primary key (deferred or expired attributes).
   values in batch requests before the statement runs: one request per
   ``batch_size`` values per key, not one per value;
 * a SELECT whose result has encrypted columns fetches its rows, decrypts them
-  in batch requests, and hands SQLAlchemy the plaintext (server-side cursors,
-  ``stream_results``/``yield_per``, are left alone and open values one by one).
+  in batch requests, and hands SQLAlchemy the plaintext. Server-side cursors
+  (``stream_results``/``yield_per``) are left alone: unbound values open one
+  request each, bound ones raise (their rows are not seen together).
 
 Without :func:`install`, unbound columns still work, one request per value;
 bound columns refuse, because a single value does not know its row.
