@@ -826,3 +826,91 @@ async fn cli_verify_and_report() {
     assert!(!bad_time.status.success());
     assert!(String::from_utf8_lossy(&bad_time.stderr).contains("RFC 3339"));
 }
+
+#[test]
+fn stdout_device_and_audit_flags_of_the_server() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flag.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cipherd"))
+        .args([
+            "server",
+            "--dev",
+            "--dev-root-token",
+            ROOT,
+            "--listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--audit-stdout",
+            "--audit-file",
+            file.to_str().unwrap(),
+            "--audit-option",
+            "fsync=always",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn cipherd");
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let deadline = std::time::Duration::from_secs(60);
+    let address = loop {
+        let line = lines.recv_timeout(deadline).expect("listen line");
+        if let Some(rest) = line.strip_prefix("cipherd listening rest=") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let status = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("X-Vault-Token: {ROOT}"),
+            "-X",
+            "POST",
+            "-d",
+            r#"{"plaintext":"aGVsbG8="}"#,
+            &format!("{address}/v1/transit/encrypt/flags"),
+        ])
+        .output()
+        .expect("curl");
+    // Stop the server (SIGTERM) before asserting, so no process outlives a failure.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exit = child.wait().expect("wait");
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "200");
+    assert!(exit.success(), "{exit:?}");
+    // The reader ends at EOF, now that the server has exited.
+    let printed: Vec<Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str(&line).ok())
+        .collect();
+    let types: Vec<&str> = printed.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(
+        types.contains(&"request") && types.contains(&"response"),
+        "{types:?}"
+    );
+    assert_eq!(
+        types.last(),
+        Some(&"checkpoint"),
+        "stdout ends with the final checkpoint"
+    );
+    assert!(printed.iter().all(|e| e["seq"].is_u64()));
+    let logged = entries(&file);
+    assert_eq!(logged.last().unwrap()["checkpoint"]["final"], true);
+    assert!(
+        logged
+            .iter()
+            .any(|e| e["request"]["path"] == "transit/encrypt/flags")
+    );
+}

@@ -1,13 +1,16 @@
 //! One audit device: its settings, and the writer thread that owns its output.
 //!
-//! Entries reach the writer over a channel and are written with group commit:
-//! the writer takes everything queued (optionally waiting `batch_window` for
-//! more), chains the lines, writes them with one `write`, and, with
-//! `fsync=always`, one `fdatasync`, then acknowledges every entry of the batch.
-//! With the default `fsync=checkpoint` the file is synced whenever a signed
-//! checkpoint is written (at least every `checkpoint_interval` while entries
-//! arrive), so a machine crash loses at most the unsigned tail; a process
-//! crash loses nothing that was acknowledged.
+//! With `fsync=always` (or a `batch_window`), entries reach the writer thread
+//! over a channel and are written with group commit: the writer takes
+//! everything queued (waiting `batch_window` for more), chains the lines,
+//! writes them with one `write` and one `fdatasync`, then acknowledges every
+//! entry of the batch. With the default `fsync=checkpoint` an entry is
+//! appended directly by the request's own thread under the writer's lock (one
+//! `write`, no thread hop, answered on return), and the file is synced
+//! whenever a signed checkpoint is written (at least every
+//! `checkpoint_interval` while entries arrive; the writer thread writes the
+//! ones that fall due while no entry arrives), so a machine crash loses at
+//! most the unsigned tail, and a process crash loses nothing acknowledged.
 //!
 //! A failed write rolls the chain back (and the file, to its previous length),
 //! so the chain never skips; the entries of that batch are refused, which
@@ -27,6 +30,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::chain::{self, CHECKPOINT_TYPE, ChainHead, CheckpointClaim, CheckpointSigner};
@@ -242,8 +246,12 @@ pub struct Device {
     pub hasher: Hasher,
     /// Rendering switches.
     pub render: RenderOptions,
+    /// Append directly under the lock (no fsync per entry, no batch
+    /// window): no thread hop on the request path.
+    direct: bool,
+    writer: Arc<Mutex<Writer>>,
     queue: Sender<Message>,
-    writer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -270,7 +278,7 @@ impl Device {
         let output = Output::open(&settings)?;
         let head = output.recovered_head;
         let (queue, inbox) = mpsc::channel();
-        let writer = Writer {
+        let writer = Arc::new(Mutex::new(Writer {
             device: path.to_owned(),
             settings: settings.clone(),
             output: output.sink,
@@ -279,11 +287,16 @@ impl Device {
             last_checkpoint: Instant::now(),
             file_first_seq: head.next_seq,
             signer,
+            lines: Vec::new(),
+        }));
+        let thread = {
+            let writer = writer.clone();
+            std::thread::Builder::new()
+                .name(format!("audit-{}", path.trim_end_matches('/')))
+                .spawn(move || run_thread(writer, inbox))
+                .map_err(|e| AuditError::io("start the audit writer", &e))?
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("audit-{}", path.trim_end_matches('/')))
-            .spawn(move || writer.run(inbox))
-            .map_err(|e| AuditError::io("start the audit writer", &e))?;
+        let direct = settings.fsync != FsyncPolicy::Always && settings.batch_window.is_zero();
         Ok(Self {
             path: path.to_owned(),
             kind: kind.to_owned(),
@@ -293,13 +306,23 @@ impl Device {
             render: RenderOptions {
                 hmac_accessor: settings.hmac_accessor,
             },
+            direct,
+            writer,
             queue,
-            writer: parking_lot::Mutex::new(Some(thread)),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Queues one rendered entry; `waiter` hears whether it was written.
+    /// Writes one rendered entry: appended at once when the device needs no
+    /// fsync per entry (the answer is known on return), else queued for the
+    /// next group commit. `waiter` hears whether it was written.
     pub fn submit(&self, body: String, waiter: Waiter) {
+        if self.direct {
+            // A stopped device has written its final checkpoint: nothing may follow.
+            let written = self.thread.lock().is_some() && self.writer.lock().commit(&[body], false);
+            waiter.answer(written);
+            return;
+        }
         if let Err(mpsc::SendError(Message::Entry(_, waiter))) =
             self.queue.send(Message::Entry(body, waiter))
         {
@@ -309,7 +332,7 @@ impl Device {
 
     /// Writes a final checkpoint and stops the writer (idempotent).
     pub fn stop(&self) {
-        let Some(thread) = self.writer.lock().take() else {
+        let Some(thread) = self.thread.lock().take() else {
             return;
         };
         let (done, finished) = mpsc::sync_channel(1);
@@ -519,81 +542,89 @@ struct Writer {
     last_checkpoint: Instant,
     file_first_seq: u64,
     signer: Arc<CheckpointSigner>,
+    /// Reused line buffer.
+    lines: Vec<u8>,
 }
 
-impl Writer {
-    fn run(mut self, inbox: Receiver<Message>) {
-        let mut lines = Vec::new();
-        let mut waiters = Vec::new();
-        loop {
-            let wait = self.until_checkpoint();
-            let mut stop = None;
-            match inbox.recv_timeout(wait) {
-                Ok(message) => {
-                    self.take(message, &mut lines, &mut waiters, &mut stop);
-                    self.gather(&inbox, &mut lines, &mut waiters, &mut stop);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.commit(&mut lines, &mut waiters, true);
-                    return;
-                }
+/// The writer thread: group commits in queued mode, and in both modes the
+/// checkpoint that falls due while no entry arrives, and the final one.
+fn run_thread(writer: Arc<Mutex<Writer>>, inbox: Receiver<Message>) {
+    let mut bodies = Vec::new();
+    let mut waiters = Vec::new();
+    loop {
+        let (wait, window) = {
+            let writer = writer.lock();
+            (writer.until_checkpoint(), writer.settings.batch_window)
+        };
+        let mut stop = None;
+        match inbox.recv_timeout(wait) {
+            Ok(message) => {
+                take(message, &mut bodies, &mut waiters, &mut stop);
+                gather(&inbox, window, &mut bodies, &mut waiters, &mut stop);
             }
-            let stopping = stop.is_some();
-            self.commit(&mut lines, &mut waiters, stopping);
-            if let Some(done) = stop {
-                let _ = done.send(());
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                writer.lock().commit(&bodies, true);
                 return;
             }
         }
+        let written = writer.lock().commit(&bodies, stop.is_some());
+        bodies.clear();
+        for waiter in waiters.drain(..) {
+            waiter.answer(written);
+        }
+        if let Some(done) = stop {
+            let _ = done.send(());
+            return;
+        }
     }
+}
 
-    /// Takes whatever else is queued (and, with a batch window, what arrives
-    /// within it) into the same group commit.
-    fn gather(
-        &mut self,
-        inbox: &Receiver<Message>,
-        lines: &mut Vec<u8>,
-        waiters: &mut Vec<Waiter>,
-        stop: &mut Option<SyncSender<()>>,
-    ) {
-        let deadline = Instant::now() + self.settings.batch_window;
-        while waiters.len() < MAX_BATCH && stop.is_none() {
-            let next = match inbox.try_recv() {
-                Ok(message) => Some(message),
-                Err(_) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        None
-                    } else {
-                        inbox.recv_timeout(left).ok()
-                    }
+/// Takes whatever else is queued (and, with a batch window, what arrives
+/// within it) into the same group commit.
+fn gather(
+    inbox: &Receiver<Message>,
+    window: Duration,
+    bodies: &mut Vec<String>,
+    waiters: &mut Vec<Waiter>,
+    stop: &mut Option<SyncSender<()>>,
+) {
+    let deadline = Instant::now() + window;
+    while waiters.len() < MAX_BATCH && stop.is_none() {
+        let next = match inbox.try_recv() {
+            Ok(message) => Some(message),
+            Err(_) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    None
+                } else {
+                    inbox.recv_timeout(left).ok()
                 }
-            };
-            match next {
-                Some(message) => self.take(message, lines, waiters, stop),
-                None => break,
             }
+        };
+        match next {
+            Some(message) => take(message, bodies, waiters, stop),
+            None => break,
         }
     }
+}
 
-    fn take(
-        &mut self,
-        message: Message,
-        lines: &mut Vec<u8>,
-        waiters: &mut Vec<Waiter>,
-        stop: &mut Option<SyncSender<()>>,
-    ) {
-        match message {
-            Message::Entry(body, waiter) => {
-                self.head.seal_into(&body, lines);
-                self.entries_since_checkpoint += 1;
-                waiters.push(waiter);
-            }
-            Message::Stop(done) => *stop = Some(done),
+fn take(
+    message: Message,
+    bodies: &mut Vec<String>,
+    waiters: &mut Vec<Waiter>,
+    stop: &mut Option<SyncSender<()>>,
+) {
+    match message {
+        Message::Entry(body, waiter) => {
+            bodies.push(body);
+            waiters.push(waiter);
         }
+        Message::Stop(done) => *stop = Some(done),
     }
+}
 
+impl Writer {
     fn until_checkpoint(&self) -> Duration {
         if self.entries_since_checkpoint == 0 {
             return self.settings.checkpoint_interval;
@@ -603,33 +634,38 @@ impl Writer {
             .saturating_sub(self.last_checkpoint.elapsed())
     }
 
-    /// Writes the batch (with a checkpoint when one is due), then answers
-    /// every waiter. On failure the chain is rolled back to before the batch.
-    fn commit(&mut self, lines: &mut Vec<u8>, waiters: &mut Vec<Waiter>, is_final: bool) {
+    /// Chains and writes `bodies` (with a checkpoint when one is due, or
+    /// when `is_final`) in one write. On failure the chain is rolled back to
+    /// before the batch and `false` is returned: none of it counts as written.
+    fn commit<B: AsRef<str>>(&mut self, bodies: &[B], is_final: bool) -> bool {
         let before = (self.head, self.entries_since_checkpoint);
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.clear();
+        for body in bodies {
+            self.head.seal_into(body.as_ref(), &mut lines);
+            self.entries_since_checkpoint += 1;
+        }
         let checkpoint = is_final
             || (self.entries_since_checkpoint > 0
                 && self.last_checkpoint.elapsed() >= self.settings.checkpoint_interval);
-        if checkpoint && (self.entries_since_checkpoint > 0 || is_final) {
-            self.append_checkpoint(lines, is_final);
+        if checkpoint {
+            self.append_checkpoint(&mut lines, is_final);
         }
         let sync = self.settings.fsync == FsyncPolicy::Always
             || (checkpoint && self.settings.fsync == FsyncPolicy::Checkpoint);
-        let written = lines.is_empty() || self.write(lines, sync);
+        let written = lines.is_empty() || self.write(&lines, sync);
+        self.lines = lines;
         if written {
             if checkpoint {
                 self.last_checkpoint = Instant::now();
             }
+            if !is_final {
+                self.rotate_if_due();
+            }
         } else {
             (self.head, self.entries_since_checkpoint) = before;
         }
-        lines.clear();
-        for waiter in waiters.drain(..) {
-            waiter.answer(written);
-        }
-        if written && !is_final {
-            self.rotate_if_due();
-        }
+        written
     }
 
     fn append_checkpoint(&mut self, lines: &mut Vec<u8>, is_final: bool) {

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use serde_json::{Map, Value};
 
-use super::hasher::Hasher;
+use super::hasher::{Hasher, Protected};
 
 /// Who made a request, as far as the token tells (filled by the service).
 #[derive(Debug, Clone, Default)]
@@ -93,8 +93,67 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
+/// `{"id": "root"}`: Vault's namespace field.
+#[derive(serde::Serialize)]
+struct Namespace {
+    id: &'static str,
+}
+
+/// A request entry's `request` object, in Vault's field order.
+#[derive(serde::Serialize)]
+struct RequestOut<'a> {
+    id: &'a str,
+    operation: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount_point: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_token_accessor: Option<String>,
+    namespace: Namespace,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Protected<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_port: Option<u16>,
+}
+
+/// A response entry's `response` object.
+#[derive(serde::Serialize)]
+struct ResponseOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount_point: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount_type: Option<&'static str>,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Protected<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+/// One entry: `time`, `type`, `auth`, `request`, [`response`], [`error`], `cipherd`.
+#[derive(serde::Serialize)]
+struct EntryOut<'a> {
+    time: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    auth: Value,
+    request: RequestOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<ResponseOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    cipherd: Value,
+}
+
 /// Renders a `request` or `response` entry for one device: a JSON object's
 /// text without the closing brace (the chain adds `seq` and `prev_hash`).
+/// Data is hashed while it is serialized, without copying it.
 #[allow(clippy::too_many_arguments)]
 pub fn render(
     kind: &str,
@@ -106,36 +165,39 @@ pub fn render(
     hasher: &Hasher,
     options: RenderOptions,
 ) -> String {
-    let mut entry = Map::new();
-    entry.insert("time".into(), time.into());
-    entry.insert("type".into(), kind.into());
-    entry.insert("auth".into(), auth_json(auth, hasher, options));
-    entry.insert(
-        "request".into(),
-        request_json(request, auth, hasher, options, cipherd),
-    );
-    if let Some(response) = response {
-        let mut fields = Map::new();
-        if let Some(mount) = &cipherd.mount {
-            fields.insert("mount_point".into(), mount.as_str().into());
-            fields.insert("mount_type".into(), "transit".into());
-        }
-        fields.insert("status".into(), response.status.into());
-        if let Some(data) = &response.data {
-            let mut data = data.clone();
-            hasher.protect_value(&mut data);
-            fields.insert("data".into(), data);
-        }
-        if !response.warnings.is_empty() {
-            fields.insert("warnings".into(), response.warnings.clone().into());
-        }
-        entry.insert("response".into(), Value::Object(fields));
-        if let Some(error) = &response.error {
-            entry.insert("error".into(), error.as_str().into());
-        }
-    }
-    entry.insert("cipherd".into(), cipherd_json(request, cipherd));
-    let mut text = serde_json::to_string(&Value::Object(entry)).unwrap_or_else(|_| "{}".into());
+    let mount_point = cipherd.mount.as_deref();
+    let mount_type = mount_point.map(|_| "transit");
+    let entry = EntryOut {
+        time,
+        kind,
+        auth: auth_json(auth, hasher, options),
+        request: RequestOut {
+            id: &request.id,
+            operation: request.operation,
+            mount_point,
+            mount_type,
+            client_token: auth.client_token.as_deref().map(|t| hasher.protect(t)),
+            client_token_accessor: auth
+                .accessor
+                .as_deref()
+                .map(|a| accessor_text(a, hasher, options)),
+            namespace: Namespace { id: "root" },
+            path: &request.path,
+            data: request.data.as_ref().map(|d| hasher.protected(d)),
+            remote_address: request.remote.map(|r| r.ip().to_string()),
+            remote_port: request.remote.map(|r| r.port()),
+        },
+        response: response.map(|response| ResponseOut {
+            mount_point,
+            mount_type,
+            status: response.status,
+            data: response.data.as_ref().map(|d| hasher.protected(d)),
+            warnings: &response.warnings,
+        }),
+        error: response.and_then(|r| r.error.as_deref()),
+        cipherd: cipherd_json(request, cipherd),
+    };
+    let mut text = serde_json::to_string(&entry).unwrap_or_else(|_| "{}".into());
     // Drop the closing brace: the chain appends its fields and closes the object.
     text.pop();
     text
@@ -194,43 +256,6 @@ fn accessor_text(accessor: &str, hasher: &Hasher, options: RenderOptions) -> Str
     } else {
         accessor.to_owned()
     }
-}
-
-fn request_json(
-    request: &RequestView,
-    auth: &AuthView,
-    hasher: &Hasher,
-    options: RenderOptions,
-    cipherd: &CipherdView,
-) -> Value {
-    let mut fields = Map::new();
-    fields.insert("id".into(), request.id.as_str().into());
-    fields.insert("operation".into(), request.operation.into());
-    if let Some(mount) = &cipherd.mount {
-        fields.insert("mount_point".into(), mount.as_str().into());
-        fields.insert("mount_type".into(), "transit".into());
-    }
-    if let Some(token) = &auth.client_token {
-        fields.insert("client_token".into(), hasher.protect(token).into());
-    }
-    if let Some(accessor) = &auth.accessor {
-        fields.insert(
-            "client_token_accessor".into(),
-            accessor_text(accessor, hasher, options).into(),
-        );
-    }
-    fields.insert("namespace".into(), serde_json::json!({ "id": "root" }));
-    fields.insert("path".into(), request.path.as_str().into());
-    if let Some(data) = &request.data {
-        let mut data = data.clone();
-        hasher.protect_value(&mut data);
-        fields.insert("data".into(), data);
-    }
-    if let Some(remote) = request.remote {
-        fields.insert("remote_address".into(), remote.ip().to_string().into());
-        fields.insert("remote_port".into(), remote.port().into());
-    }
-    Value::Object(fields)
 }
 
 fn cipherd_json(request: &RequestView, cipherd: &CipherdView) -> Value {

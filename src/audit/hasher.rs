@@ -14,6 +14,43 @@ use crate::crypto::SecretBytes;
 /// The prefix of every hashed value.
 pub const HMAC_PREFIX: &str = "hmac-sha256:";
 
+/// Length of `hmac-sha256:<64 hex digits>`.
+pub const HASHED_LEN: usize = 12 + 64;
+
+/// A JSON value that serializes with every string hashed (see [`Hasher::protected`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Protected<'a> {
+    value: &'a Value,
+    hasher: &'a Hasher,
+}
+
+impl serde::Serialize for Protected<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.value {
+            Value::String(text) if !self.hasher.raw => {
+                let mut buf = [0u8; HASHED_LEN];
+                serializer.serialize_str(self.hasher.hash_into(text, &mut buf))
+            }
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&self.hasher.protected(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(fields) => {
+                let mut map = serializer.serialize_map(Some(fields.len()))?;
+                for (name, field) in fields {
+                    map.serialize_entry(name, &self.hasher.protected(field))?;
+                }
+                map.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
+
 /// HMAC-SHA256 under one device's salt.
 pub struct Hasher {
     key: hmac::Key,
@@ -42,11 +79,26 @@ impl Hasher {
     /// `hmac-sha256:<hex>` of `value`, exactly as sent (base64 text is hashed
     /// as text, not decoded).
     pub fn hash_str(&self, value: &str) -> String {
+        let mut buf = [0u8; HASHED_LEN];
+        self.hash_into(value, &mut buf).to_owned()
+    }
+
+    /// [`Hasher::hash_str`] into a stack buffer (no allocation per value).
+    pub fn hash_into<'b>(&self, value: &str, buf: &'b mut [u8; HASHED_LEN]) -> &'b str {
         let tag = hmac::sign(&self.key, value.as_bytes());
-        let mut out = String::with_capacity(HMAC_PREFIX.len() + 64);
-        out.push_str(HMAC_PREFIX);
-        out.push_str(&hex::encode(tag.as_ref()));
-        out
+        buf[..HMAC_PREFIX.len()].copy_from_slice(HMAC_PREFIX.as_bytes());
+        // 32 bytes always fit 64 hex digits; the buffer is exactly that long.
+        let _ = hex::encode_to_slice(tag.as_ref(), &mut buf[HMAC_PREFIX.len()..]);
+        std::str::from_utf8(buf).unwrap_or(HMAC_PREFIX)
+    }
+
+    /// `value` with every string inside it hashed, for serialization without
+    /// copying the tree.
+    pub fn protected<'a>(&'a self, value: &'a Value) -> Protected<'a> {
+        Protected {
+            value,
+            hasher: self,
+        }
     }
 
     /// A value as the log shows it: hashed unless the device logs raw.
@@ -103,6 +155,18 @@ mod tests {
         assert_eq!(
             hasher.hash_str("what do ya want for nothing?"),
             "hmac-sha256:5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn protected_serializes_like_protect_value() {
+        let hasher = Hasher::new(&SecretBytes::from_slice(b"salt"), false);
+        let value = serde_json::json!({"a": ["x", 1, {"b": "y"}], "c": true});
+        let mut copy = value.clone();
+        hasher.protect_value(&mut copy);
+        assert_eq!(
+            serde_json::to_value(hasher.protected(&value)).unwrap(),
+            copy
         );
     }
 
