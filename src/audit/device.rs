@@ -228,7 +228,8 @@ impl Waiter {
 }
 
 enum Message {
-    Entry(String, Waiter),
+    /// Entries written together (in order, in one group commit).
+    Entries(Vec<String>, Waiter),
     Stop(SyncSender<()>),
 }
 
@@ -313,18 +314,18 @@ impl Device {
         })
     }
 
-    /// Writes one rendered entry: appended at once when the device needs no
+    /// Writes rendered entries: appended at once when the device needs no
     /// fsync per entry (the answer is known on return), else queued for the
     /// next group commit. `waiter` hears whether it was written.
-    pub fn submit(&self, body: String, waiter: Waiter) {
+    pub fn submit(&self, bodies: Vec<String>, waiter: Waiter) {
         if self.direct {
             // A stopped device has written its final checkpoint: nothing may follow.
-            let written = self.thread.lock().is_some() && self.writer.lock().commit(&[body], false);
+            let written = self.thread.lock().is_some() && self.writer.lock().commit(&bodies, false);
             waiter.answer(written);
             return;
         }
-        if let Err(mpsc::SendError(Message::Entry(_, waiter))) =
-            self.queue.send(Message::Entry(body, waiter))
+        if let Err(mpsc::SendError(Message::Entries(_, waiter))) =
+            self.queue.send(Message::Entries(bodies, waiter))
         {
             waiter.answer(false);
         }
@@ -616,8 +617,8 @@ fn take(
     stop: &mut Option<SyncSender<()>>,
 ) {
     match message {
-        Message::Entry(body, waiter) => {
-            bodies.push(body);
+        Message::Entries(entries, waiter) => {
+            bodies.extend(entries);
             waiters.push(waiter);
         }
         Message::Stop(done) => *stop = Some(done),

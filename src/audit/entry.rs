@@ -109,9 +109,9 @@ struct RequestOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     mount_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    client_token: Option<String>,
+    client_token: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    client_token_accessor: Option<String>,
+    client_token_accessor: Option<&'a str>,
     namespace: Namespace,
     path: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,7 +142,7 @@ struct EntryOut<'a> {
     time: &'a str,
     #[serde(rename = "type")]
     kind: &'a str,
-    auth: Value,
+    auth: AuthOut<'a>,
     request: RequestOut<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response: Option<ResponseOut<'a>>,
@@ -167,20 +167,38 @@ pub fn render(
 ) -> String {
     let mount_point = cipherd.mount.as_deref();
     let mount_type = mount_point.map(|_| "transit");
+    // Each hashed once per entry, shown in both `auth` and `request`.
+    let client_token = auth.client_token.as_deref().map(|t| hasher.protect(t));
+    let accessor = auth
+        .accessor
+        .as_deref()
+        .map(|a| accessor_text(a, hasher, options));
     let entry = EntryOut {
         time,
         kind,
-        auth: auth_json(auth, hasher, options),
+        auth: AuthOut {
+            client_token: client_token.as_deref(),
+            accessor: accessor.as_deref(),
+            display_name: auth.display_name.as_deref(),
+            policies: &auth.policies,
+            token_policies: &auth.policies,
+            policy_results: auth.allowed.map(|allowed| PolicyResults { allowed }),
+            metadata: Metadata(&auth.metadata),
+            token_type: if auth.accessor.is_some() {
+                "service"
+            } else {
+                "default"
+            },
+            token_ttl: auth.token_ttl,
+            token_issue_time: auth.token_issue_time.as_deref(),
+        },
         request: RequestOut {
             id: &request.id,
             operation: request.operation,
             mount_point,
             mount_type,
-            client_token: auth.client_token.as_deref().map(|t| hasher.protect(t)),
-            client_token_accessor: auth
-                .accessor
-                .as_deref()
-                .map(|a| accessor_text(a, hasher, options)),
+            client_token: client_token.as_deref(),
+            client_token_accessor: accessor.as_deref(),
             namespace: Namespace { id: "root" },
             path: &request.path,
             data: request.data.as_ref().map(|d| hasher.protected(d)),
@@ -203,51 +221,53 @@ pub fn render(
     text
 }
 
-fn auth_json(auth: &AuthView, hasher: &Hasher, options: RenderOptions) -> Value {
-    let mut fields = Map::new();
-    if let Some(token) = &auth.client_token {
-        fields.insert("client_token".into(), hasher.protect(token).into());
+/// `{"allowed": bool}`.
+#[derive(serde::Serialize)]
+struct PolicyResults {
+    allowed: bool,
+}
+
+/// The `auth` object, in Vault's field order.
+#[derive(serde::Serialize)]
+struct AuthOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accessor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    policies: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    token_policies: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_results: Option<PolicyResults>,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    metadata: Metadata<'a>,
+    token_type: &'static str,
+    #[serde(skip_serializing_if = "is_zero")]
+    token_ttl: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_issue_time: Option<&'a str>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// Token metadata as a JSON object.
+struct Metadata<'a>(&'a [(String, String)]);
+
+impl Metadata<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
-    if let Some(accessor) = &auth.accessor {
-        fields.insert(
-            "accessor".into(),
-            accessor_text(accessor, hasher, options).into(),
-        );
+}
+
+impl serde::Serialize for Metadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
     }
-    if let Some(name) = &auth.display_name {
-        fields.insert("display_name".into(), name.as_str().into());
-    }
-    if !auth.policies.is_empty() {
-        fields.insert("policies".into(), auth.policies.clone().into());
-        fields.insert("token_policies".into(), auth.policies.clone().into());
-    }
-    if let Some(allowed) = auth.allowed {
-        fields.insert(
-            "policy_results".into(),
-            serde_json::json!({ "allowed": allowed }),
-        );
-    }
-    if !auth.metadata.is_empty() {
-        let meta: Map<String, Value> = auth
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        fields.insert("metadata".into(), Value::Object(meta));
-    }
-    let token_type = if auth.accessor.is_some() {
-        "service"
-    } else {
-        "default"
-    };
-    fields.insert("token_type".into(), token_type.into());
-    if auth.token_ttl > 0 {
-        fields.insert("token_ttl".into(), auth.token_ttl.into());
-    }
-    if let Some(issued) = &auth.token_issue_time {
-        fields.insert("token_issue_time".into(), issued.as_str().into());
-    }
-    Value::Object(fields)
 }
 
 fn accessor_text(accessor: &str, hasher: &Hasher, options: RenderOptions) -> String {

@@ -13,8 +13,9 @@
 //! created, rotated, configured, deleted, a token or policy is written) waits
 //! until its request entry is written before it runs. A read-only crypto
 //! operation (encrypt, decrypt, sign, ...) changes nothing, so its request
-//! entry is written while it runs; its result is released only once both its
-//! entries are written. Either way no result leaves the server unaudited.
+//! entry (rendered, and timed, when it is authorized) is written together
+//! with its response entry, in one write, and the result is released only
+//! once both are written. Either way no result leaves the server unaudited.
 
 pub mod chain;
 mod device;
@@ -242,10 +243,11 @@ impl AuditLog {
         (self.signer.public_key_base64(), self.signer.key_id())
     }
 
-    /// Writes the request entry of `frame` to every device. With `wait` it
-    /// returns once at least one device wrote it (else `Unavailable`);
-    /// without, the answers are kept in the frame and awaited with the
-    /// response entry.
+    /// Renders the request entry of `frame` for every device. For a request
+    /// that changes state it is written now, and this returns once at least
+    /// one device wrote it (else `Unavailable`); for a read-only one it is
+    /// kept in the frame and written with the response entry, in the same
+    /// write, before the result is released.
     pub fn log_request(&self, frame: &Frame) -> Result<(), AuditError> {
         let devices = self.devices.load_full();
         if devices.is_empty() {
@@ -272,12 +274,12 @@ impl AuditLog {
             );
             if wait {
                 let (answer, heard) = std::sync::mpsc::sync_channel(1);
-                device.submit(body, Waiter::Blocking(answer));
+                device.submit(vec![body], Waiter::Blocking(answer));
                 blocking.push(heard);
             } else {
-                let (answer, heard) = tokio::sync::oneshot::channel();
-                device.submit(body, Waiter::Async(answer));
-                state.pending.push((device.path.clone(), heard));
+                // Written together with the response entry, in one write,
+                // before the result is released.
+                state.deferred.push((device.path.clone(), body));
             }
         }
         drop(state);
@@ -293,9 +295,10 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Writes the response entry of `frame` (and its request entry first, if
-    /// the request never reached an authorization check) and waits until
-    /// some device has written every entry of the request.
+    /// Writes the response entry of `frame` (with its deferred request entry,
+    /// or its request entry if the request never reached an authorization
+    /// check) and waits until some device has written every entry of the
+    /// request.
     pub async fn log_response(
         &self,
         frame: &Frame,
@@ -321,7 +324,7 @@ impl AuditLog {
             if let Some(data) = &response.data {
                 entry::collect_versions(data, &mut state.cipherd.key_versions);
             }
-            let pending = std::mem::take(&mut state.pending);
+            let mut deferred = std::mem::take(&mut state.deferred);
             for device in devices.iter() {
                 let body = entry::render(
                     "response",
@@ -333,20 +336,21 @@ impl AuditLog {
                     &device.hasher,
                     device.render,
                 );
+                let mut bodies = Vec::with_capacity(2);
+                if let Some(at) = deferred.iter().position(|(path, _)| *path == device.path) {
+                    bodies.push(deferred.swap_remove(at).1);
+                }
+                bodies.push(body);
                 let (answer, heard) = tokio::sync::oneshot::channel();
-                device.submit(body, Waiter::Async(answer));
-                waits.push((device.path.clone(), heard));
+                device.submit(bodies, Waiter::Async(answer));
+                waits.push(heard);
             }
-            waits.extend(pending);
         }
-        // A device counts when it wrote every entry it was given for this request.
-        let mut outcome: BTreeMap<String, bool> = BTreeMap::new();
-        for (path, heard) in waits {
-            let written = heard.await.unwrap_or(false);
-            let slot = outcome.entry(path).or_insert(true);
-            *slot &= written;
+        let mut written = 0;
+        for heard in waits {
+            written += usize::from(heard.await.unwrap_or(false));
         }
-        if outcome.values().any(|&written| written) {
+        if written > 0 {
             Ok(())
         } else {
             Err(AuditError::Unavailable)
@@ -393,7 +397,9 @@ struct FrameState {
     /// True for operations that change nothing (their request entry need not
     /// be written before they run).
     read_only: bool,
-    pending: Vec<(String, tokio::sync::oneshot::Receiver<bool>)>,
+    /// Rendered request entries of a read-only request, by device path,
+    /// written with the response entry.
+    deferred: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Frame {
@@ -423,7 +429,7 @@ impl Frame {
                 cipherd,
                 request_logged: false,
                 read_only: false,
-                pending: Vec::new(),
+                deferred: Vec::new(),
             }),
         }
     }
