@@ -250,7 +250,9 @@ pub struct Device {
     /// Append directly under the lock (no fsync per entry, no batch
     /// window): no thread hop on the request path.
     direct: bool,
-    writer: Arc<Mutex<Writer>>,
+    /// An async lock: a request waiting for it yields its worker thread to
+    /// other requests instead of parking it (no context switch per entry).
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     queue: Sender<Message>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -279,7 +281,7 @@ impl Device {
         let output = Output::open(&settings)?;
         let head = output.recovered_head;
         let (queue, inbox) = mpsc::channel();
-        let writer = Arc::new(Mutex::new(Writer {
+        let writer = Arc::new(tokio::sync::Mutex::new(Writer {
             device: path.to_owned(),
             settings: settings.clone(),
             output: output.sink,
@@ -289,6 +291,7 @@ impl Device {
             file_first_seq: head.next_seq,
             signer,
             lines: Vec::new(),
+            stopped: false,
         }));
         let thread = {
             let writer = writer.clone();
@@ -314,21 +317,28 @@ impl Device {
         })
     }
 
-    /// Writes rendered entries: appended at once when the device needs no
-    /// fsync per entry (the answer is known on return), else queued for the
-    /// next group commit. `waiter` hears whether it was written.
+    /// Queues rendered entries for the writer thread (for callers that block
+    /// instead of awaiting); `waiter` hears whether they were written.
     pub fn submit(&self, bodies: Vec<String>, waiter: Waiter) {
-        if self.direct {
-            // A stopped device has written its final checkpoint: nothing may follow.
-            let written = self.thread.lock().is_some() && self.writer.lock().commit(&bodies, false);
-            waiter.answer(written);
-            return;
-        }
         if let Err(mpsc::SendError(Message::Entries(_, waiter))) =
             self.queue.send(Message::Entries(bodies, waiter))
         {
             waiter.answer(false);
         }
+    }
+
+    /// Writes rendered entries and returns whether they were written: in
+    /// direct mode appended by this task under the writer's lock (one write,
+    /// no thread hop), else through the next group commit.
+    pub async fn write(&self, bodies: Vec<String>) -> bool {
+        if self.direct {
+            let mut writer = self.writer.lock().await;
+            // A stopped device has written its final checkpoint: nothing may follow.
+            return !writer.stopped && writer.commit(&bodies, false);
+        }
+        let (answer, heard) = tokio::sync::oneshot::channel();
+        self.submit(bodies, Waiter::Async(answer));
+        heard.await.unwrap_or(false)
     }
 
     /// Writes a final checkpoint and stops the writer (idempotent).
@@ -545,16 +555,18 @@ struct Writer {
     signer: Arc<CheckpointSigner>,
     /// Reused line buffer.
     lines: Vec<u8>,
+    /// The final checkpoint is written.
+    stopped: bool,
 }
 
 /// The writer thread: group commits in queued mode, and in both modes the
 /// checkpoint that falls due while no entry arrives, and the final one.
-fn run_thread(writer: Arc<Mutex<Writer>>, inbox: Receiver<Message>) {
+fn run_thread(writer: Arc<tokio::sync::Mutex<Writer>>, inbox: Receiver<Message>) {
     let mut bodies = Vec::new();
     let mut waiters = Vec::new();
     loop {
         let (wait, window) = {
-            let writer = writer.lock();
+            let writer = writer.blocking_lock();
             (writer.until_checkpoint(), writer.settings.batch_window)
         };
         let mut stop = None;
@@ -565,11 +577,14 @@ fn run_thread(writer: Arc<Mutex<Writer>>, inbox: Receiver<Message>) {
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                writer.lock().commit(&bodies, true);
+                writer.blocking_lock().finish(&bodies);
                 return;
             }
         }
-        let written = writer.lock().commit(&bodies, stop.is_some());
+        let written = match stop {
+            Some(_) => writer.blocking_lock().finish(&bodies),
+            None => writer.blocking_lock().commit(&bodies, false),
+        };
         bodies.clear();
         for waiter in waiters.drain(..) {
             waiter.answer(written);
@@ -626,6 +641,15 @@ fn take(
 }
 
 impl Writer {
+    /// The last commit: `bodies` and the final checkpoint; nothing after it.
+    fn finish(&mut self, bodies: &[String]) -> bool {
+        if self.stopped {
+            return false;
+        }
+        self.stopped = true;
+        self.commit(bodies, true)
+    }
+
     fn until_checkpoint(&self) -> Duration {
         if self.entries_since_checkpoint == 0 {
             return self.settings.checkpoint_interval;

@@ -318,7 +318,7 @@ impl AuditLog {
         }
         self.log_request(frame)?;
         let time = entry::now_rfc3339();
-        let mut waits = Vec::new();
+        let mut writes = Vec::with_capacity(devices.len());
         {
             let mut state = frame.state.lock();
             if let Some(data) = &response.data {
@@ -341,14 +341,12 @@ impl AuditLog {
                     bodies.push(deferred.swap_remove(at).1);
                 }
                 bodies.push(body);
-                let (answer, heard) = tokio::sync::oneshot::channel();
-                device.submit(bodies, Waiter::Async(answer));
-                waits.push(heard);
+                writes.push((device, bodies));
             }
         }
         let mut written = 0;
-        for heard in waits {
-            written += usize::from(heard.await.unwrap_or(false));
+        for (device, bodies) in writes {
+            written += usize::from(device.write(bodies).await);
         }
         if written > 0 {
             Ok(())
