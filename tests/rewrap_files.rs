@@ -10,10 +10,10 @@ mod process;
 mod rewrap;
 
 use std::io::{BufWriter, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rewrap::{Job, KEY, Server, assert_success, checkpoint, report, version};
+use rewrap::{Job, JobFiles, KEY, Server, assert_success, version};
 
 /// Encrypts `row-<i>` for `i` in `ids` at version `i % 3 + 1`.
 async fn ciphertexts(server: &Server, ids: impl Iterator<Item = u64>) -> Vec<String> {
@@ -25,6 +25,48 @@ async fn ciphertexts(server: &Server, ids: impl Iterator<Item = u64>) -> Vec<Str
 
 fn path_arg(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
+}
+
+/// One test's input, output and job files.
+struct Files {
+    input: PathBuf,
+    output: PathBuf,
+    job: JobFiles,
+}
+
+impl Files {
+    /// Files named `in.<ext>` and `out.<ext>`.
+    fn new(ext: &str) -> Self {
+        let job = JobFiles::new();
+        Self {
+            input: job.dir.path().join(format!("in.{ext}")),
+            output: job.dir.path().join(format!("out.{ext}")),
+            job,
+        }
+    }
+
+    /// `cipherd rewrap` of field `ct` from input to output.
+    fn command(&self, server: &Server, extra: &[&str]) -> std::process::Command {
+        let source = [
+            "--input",
+            path_arg(&self.input),
+            "--output",
+            path_arg(&self.output),
+            "--field",
+            "ct",
+        ];
+        self.job.command(server, &source, extra)
+    }
+
+    fn run(&self, server: &Server, extra: &[&str]) -> std::process::Output {
+        self.command(server, extra)
+            .output()
+            .expect("run cipherd rewrap")
+    }
+
+    fn report(&self) -> serde_json::Value {
+        self.job.report()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -45,30 +87,13 @@ async fn jsonl_changes_only_the_ciphertexts() {
         r#"{"id":7,"ct":"vault:v1:AAAA"}"#.to_owned(),
         format!(r#"{{"id":8,"ct":"{}"}}"#, cts[2]),
     ];
-    let dir = tempfile::tempdir().expect("temp dir");
-    let input = dir.path().join("in.jsonl");
-    let output = dir.path().join("out.jsonl");
-    let report_path = dir.path().join("report.json");
+    let files = Files::new("jsonl");
     // The last line has no newline: it must not get one.
-    std::fs::write(&input, lines.join("\n")).expect("write input");
+    std::fs::write(&files.input, lines.join("\n")).expect("write input");
 
-    let run = server.run(&[
-        "rewrap",
-        "--key",
-        KEY,
-        "--input",
-        path_arg(&input),
-        "--output",
-        path_arg(&output),
-        "--field",
-        "ct",
-        "--checkpoint",
-        path_arg(&dir.path().join("cp.json")),
-        "--report-json",
-        path_arg(&report_path),
-    ]);
+    let run = files.run(&server, &[]);
     assert!(!run.status.success(), "two bad records must fail the run");
-    let done = report(&report_path);
+    let done = files.report();
     assert_eq!(done["totals"]["rewrapped"], 3, "{done}");
     assert_eq!(done["totals"]["failed"], 2, "{done}");
     assert_eq!(done["totals"]["skipped"], 2, "{done}");
@@ -80,7 +105,7 @@ async fn jsonl_changes_only_the_ciphertexts() {
         .collect();
     assert_eq!(locations, ["line 4", "line 7"]);
 
-    let written = std::fs::read_to_string(&output).expect("read output");
+    let written = std::fs::read_to_string(&files.output).expect("read output");
     assert!(!written.ends_with('\n'));
     let out_lines: Vec<&str> = written.split('\n').collect();
     assert_eq!(out_lines.len(), lines.len());
@@ -109,35 +134,27 @@ async fn jsonl_changes_only_the_ciphertexts() {
 async fn csv_rewraps_one_column() {
     let server = Server::start().await;
     let cts = ciphertexts(&server, [3u64, 4].into_iter()).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let input = dir.path().join("in.csv");
-    let output = dir.path().join("out.csv");
+    let files = Files::new("csv");
     let text = format!(
         "id,ct,note\n1,{},\"a, b\"\n2,,empty\n3,garbage,\"say \"\"hi\"\"\"\n4,{},\"two\nlines\"\n",
         cts[0], cts[1]
     );
-    std::fs::write(&input, &text).expect("write input");
-    let report_path = dir.path().join("report.json");
-    let run = server.run(&[
-        "rewrap",
-        KEY,
-        "--input",
-        path_arg(&input),
-        "--output",
-        path_arg(&output),
-        "--field",
-        "ct",
-        "--checkpoint",
-        path_arg(&dir.path().join("cp.json")),
-        "--report-json",
-        path_arg(&report_path),
-    ]);
+    std::fs::write(&files.input, &text).expect("write input");
+    // The key as the positional KEY, as in single mode.
+    let command = files.command(&server, &[]);
+    let args: Vec<&std::ffi::OsStr> = command.get_args().filter(|a| *a != "--key").collect();
+    let run = server.run(
+        &args
+            .iter()
+            .map(|a| a.to_str().expect("UTF-8"))
+            .collect::<Vec<_>>(),
+    );
     assert!(!run.status.success(), "the garbage value must fail the run");
-    let done = report(&report_path);
+    let done = files.report();
     assert_eq!(done["totals"]["rewrapped"], 2, "{done}");
     assert_eq!(done["failures"][0]["location"], "record 3");
 
-    let mut reader = csv::Reader::from_path(&output).expect("open output");
+    let mut reader = csv::Reader::from_path(&files.output).expect("open output");
     assert_eq!(reader.headers().expect("header"), vec!["id", "ct", "note"]);
     let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
     assert_eq!(records.len(), 4);
@@ -159,64 +176,38 @@ async fn killed_file_job_resumes_where_it_stopped() {
     const LINES: u64 = 30_000;
     let server = Server::start().await;
     let cts = ciphertexts(&server, 1..=LINES).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let input = dir.path().join("in.jsonl");
-    let output = dir.path().join("out.jsonl");
-    let checkpoint_path = dir.path().join("cp.json");
-    let report_path = dir.path().join("report.json");
+    let files = Files::new("jsonl");
     let mut text = String::new();
     for (i, ct) in (1..=LINES).zip(&cts) {
         text.push_str(&format!("{{\"id\":{i},\"ct\":\"{ct}\"}}\n"));
     }
-    std::fs::write(&input, &text).expect("write input");
-    let args = |extra: &[&str]| {
-        let mut args = vec![
-            "rewrap".to_owned(),
-            "--key".to_owned(),
-            KEY.to_owned(),
-            "--input".to_owned(),
-            path_arg(&input).to_owned(),
-            "--output".to_owned(),
-            path_arg(&output).to_owned(),
-            "--field".to_owned(),
-            "ct".to_owned(),
-            "--checkpoint".to_owned(),
-            path_arg(&checkpoint_path).to_owned(),
-            "--batch-size".to_owned(),
-            "500".to_owned(),
-        ];
-        args.extend(extra.iter().map(|a| (*a).to_owned()));
-        args
-    };
+    std::fs::write(&files.input, &text).expect("write input");
 
-    let first = args(&["--rate", "8000"]);
-    let first: Vec<&str> = first.iter().map(String::as_str).collect();
-    let mut job = Job::spawn(server.job(&first));
+    let mut job = Job::spawn(files.command(&server, &["--batch-size", "500", "--rate", "8000"]));
     job.wait_until(Duration::from_secs(120), || {
-        checkpoint(&checkpoint_path)
+        files
+            .job
+            .checkpoint()
             .and_then(|c| c["position"]["records"].as_u64())
             .is_some_and(|records| records >= 6_000)
     });
     job.kill();
-    let position = checkpoint(&checkpoint_path).expect("checkpoint after the kill");
+    let position = files.job.checkpoint().expect("checkpoint after the kill");
     let records = position["position"]["records"].as_u64().expect("records");
     let output_offset = position["position"]["output_offset"]
         .as_u64()
         .expect("offset") as usize;
     assert!(records < LINES, "the kill did not land mid-way");
-    let partial = std::fs::read(&output).expect("partial output");
+    let partial = std::fs::read(&files.output).expect("partial output");
     assert!(partial.len() >= output_offset);
 
-    let second = args(&["--resume", "--report-json", path_arg(&report_path)]);
-    let second: Vec<&str> = second.iter().map(String::as_str).collect();
-    let run = server.run(&second);
-    assert_success(&run);
-    let done = report(&report_path);
+    assert_success(&files.run(&server, &["--batch-size", "500", "--resume"]));
+    let done = files.report();
     let remaining = (records + 1..=LINES).filter(|i| i % 3 != 2).count() as u64;
     assert_eq!(done["totals"]["rewrapped"], remaining, "{done}");
     assert_eq!(done["totals"]["seen"], LINES - records);
 
-    let written = std::fs::read(&output).expect("output");
+    let written = std::fs::read(&files.output).expect("output");
     // What the first run wrote before its checkpoint is kept as it was.
     assert_eq!(written[..output_offset], partial[..output_offset]);
     let written = String::from_utf8(written).expect("UTF-8 output");
@@ -238,7 +229,7 @@ async fn killed_file_job_resumes_where_it_stopped() {
     for (i, plaintext) in (1..=LINES).zip(plaintexts) {
         assert_eq!(plaintext, Some(format!("row-{i}")));
     }
-    assert!(!checkpoint_path.exists());
+    assert!(!files.job.checkpoint.exists());
 }
 
 /// Peak resident set of process `pid` in KiB (VmHWM), while it lives.
@@ -266,12 +257,9 @@ async fn a_200_mb_file_goes_through_in_bounded_memory() {
         )
         .await;
     let current = ciphertexts(&server, [5u64].into_iter()).await.remove(0);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let input = dir.path().join("big.jsonl");
-    let output = dir.path().join("out.jsonl");
-    let report_path = dir.path().join("report.json");
+    let files = Files::new("jsonl");
     {
-        let mut file = BufWriter::new(std::fs::File::create(&input).expect("create input"));
+        let mut file = BufWriter::new(std::fs::File::create(&files.input).expect("create input"));
         let pad = "x".repeat(920);
         for i in 0..LINES {
             let ct = if i % 10 == 0 {
@@ -283,24 +271,10 @@ async fn a_200_mb_file_goes_through_in_bounded_memory() {
         }
         file.flush().expect("flush");
     }
-    let size = std::fs::metadata(&input).expect("input size").len();
+    let size = std::fs::metadata(&files.input).expect("input size").len();
     assert!(size > 190_000_000, "input is only {size} bytes");
 
-    let mut job = Job::spawn(server.job(&[
-        "rewrap",
-        "--key",
-        KEY,
-        "--input",
-        path_arg(&input),
-        "--output",
-        path_arg(&output),
-        "--field",
-        "ct",
-        "--checkpoint",
-        path_arg(&dir.path().join("cp.json")),
-        "--report-json",
-        path_arg(&report_path),
-    ]));
+    let mut job = Job::spawn(files.command(&server, &[]));
     let pid = job.child.id();
     let mut peak = 0;
     let mut samples = 0;
@@ -323,11 +297,11 @@ async fn a_200_mb_file_goes_through_in_bounded_memory() {
         peak < LIMIT_KIB,
         "peak RSS {peak} KiB for a {size}-byte file: not bounded"
     );
-    let done = report(&report_path);
+    let done = files.report();
     assert_eq!(done["totals"]["seen"], LINES as u64);
     assert_eq!(done["totals"]["rewrapped"], (LINES / 10) as u64);
     assert_eq!(
-        std::fs::metadata(&output).expect("output size").len(),
+        std::fs::metadata(&files.output).expect("output size").len(),
         size,
         "same-length ciphertexts: the output is as long as the input"
     );

@@ -16,12 +16,11 @@ mod rewrap;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use postgres::{Cluster, connect};
-use rewrap::{Job, KEY, Server, assert_success, checkpoint, report, version};
+use rewrap::{Job, JobFiles, KEY, Server, assert_success, version};
 
 /// Rows of the big tables.
 const ROWS: i64 = 100_000;
@@ -202,51 +201,71 @@ async fn assert_rows(
     }
 }
 
-/// The `cipherd rewrap` arguments for table `t` of `url`.
-fn job_args<'a>(url: &'a str, checkpoint: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "rewrap",
-        "--key",
-        KEY,
-        "--postgres",
-        url,
-        "--table",
-        "t",
-        "--column",
-        "c",
-        "--key-column",
-        "id",
-        "--checkpoint",
-        checkpoint.to_str().expect("UTF-8 path"),
-    ];
-    args.extend_from_slice(extra);
-    args
+/// One test's server, table and job files.
+struct Scenario {
+    server: Server,
+    url: String,
+    files: JobFiles,
 }
 
-fn full_rewrap(context: &Context) {
-    context.runtime.block_on(async {
+impl Scenario {
+    /// A server, and table `t` of `rows` rows in a new database `name`.
+    async fn new(context: &Context, name: &str, rows: i64) -> Self {
         let server = Server::start().await;
-        let url = table(context, &server, "rewrap_full", ROWS).await;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let checkpoint = dir.path().join("checkpoint.json");
-        let report_path = dir.path().join("report.json");
-        let report_arg = report_path.to_str().expect("UTF-8 path");
+        let url = table(context, &server, name, rows).await;
+        Self {
+            server,
+            url,
+            files: JobFiles::new(),
+        }
+    }
 
-        // versions-in-use sees the three versions.
-        let scan = server.run(&[
-            "key",
-            "versions-in-use",
-            "--key",
-            KEY,
+    /// The source flags of table `t`.
+    fn source(&self) -> [&str; 8] {
+        [
             "--postgres",
-            &url,
+            &self.url,
             "--table",
             "t",
             "--column",
             "c",
             "--key-column",
             "id",
-        ]);
+        ]
+    }
+
+    fn command(&self, extra: &[&str]) -> std::process::Command {
+        self.files.command(&self.server, &self.source(), extra)
+    }
+
+    /// Runs the job to its end.
+    fn run(&self, extra: &[&str]) -> std::process::Output {
+        self.command(extra).output().expect("run cipherd rewrap")
+    }
+
+    /// The last JSON report.
+    fn report(&self) -> serde_json::Value {
+        self.files.report()
+    }
+
+    /// The checkpoint's last key, if there is a checkpoint with one.
+    fn last_key(&self) -> Option<i64> {
+        self.files
+            .checkpoint()
+            .and_then(|c| c["position"]["last_key"].as_str().map(str::to_owned))
+            .and_then(|key| key.parse().ok())
+    }
+}
+
+fn full_rewrap(context: &Context) {
+    context.runtime.block_on(async {
+        let scenario = Scenario::new(context, "rewrap_full", ROWS).await;
+        let (server, url) = (&scenario.server, &scenario.url);
+
+        // versions-in-use sees the three versions.
+        let mut scan = vec!["key", "versions-in-use", "--key", KEY];
+        scan.extend(scenario.source());
+        let scan = server.run(&scan);
         assert_success(&scan);
         let scan = String::from_utf8_lossy(&scan.stdout);
         for expected in ["| v1 | 33333 |", "| v2 | 33334 |", "| v3 | 33333 |"] {
@@ -255,17 +274,12 @@ fn full_rewrap(context: &Context) {
         assert!(scan.contains("rewrap them before raising"), "{scan}");
 
         // A dry run counts and writes nothing.
-        let dry = server.run(&job_args(
-            &url,
-            &checkpoint,
-            &["--dry-run", "--report-json", report_arg],
-        ));
-        assert_success(&dry);
-        let dry = report(&report_path);
+        assert_success(&scenario.run(&["--dry-run"]));
+        let dry = scenario.report();
         assert_eq!(dry["totals"]["rewrapped"], 66_667);
         assert_eq!(dry["totals"]["skipped"], 33_333);
         assert_eq!(
-            rows(&url)
+            rows(url)
                 .await
                 .values()
                 .flatten()
@@ -274,63 +288,47 @@ fn full_rewrap(context: &Context) {
             33_333
         );
 
-        let output = server.run(&job_args(
-            &url,
-            &checkpoint,
-            &["--report-json", report_arg, "--batch-size", "1000"],
-        ));
+        let output = scenario.run(&["--batch-size", "1000"]);
         assert_success(&output);
         let summary = String::from_utf8_lossy(&output.stdout);
         assert!(
             summary.contains("| total | 100000 | 66667 | 33333 | 0 | 0 |"),
             "{summary}"
         );
-        let done = report(&report_path);
+        let done = scenario.report();
         assert_eq!(done["totals"]["seen"], 100_000);
         assert_eq!(done["totals"]["rewrapped"], 66_667);
         assert_eq!(done["totals"]["failed"], 0);
-        assert!(!checkpoint.exists(), "a finished job leaves no checkpoint");
+        assert!(
+            !scenario.files.checkpoint.exists(),
+            "a finished job leaves no checkpoint"
+        );
 
-        let after = rows(&url).await;
+        let after = rows(url).await;
         assert_eq!(after.len(), ROWS as usize);
-        assert_rows(&server, &after, 1..=ROWS, plaintext, Some(3)).await;
+        assert_rows(server, &after, 1..=ROWS, plaintext, Some(3)).await;
 
         // A second run finds nothing to do.
-        let again = server.run(&job_args(&url, &checkpoint, &["--report-json", report_arg]));
-        assert_success(&again);
-        assert_eq!(report(&report_path)["totals"]["rewrapped"], 0);
-        assert_eq!(rows(&url).await, after);
+        assert_success(&scenario.run(&[]));
+        assert_eq!(scenario.report()["totals"]["rewrapped"], 0);
+        assert_eq!(rows(url).await, after);
     });
 }
 
 fn killed_and_resumed(context: &Context) {
     context.runtime.block_on(async {
-        let server = Server::start().await;
-        let url = table(context, &server, "rewrap_resume", ROWS).await;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let checkpoint_path = dir.path().join("checkpoint.json");
-        let report_path = dir.path().join("report.json");
-        let report_arg = report_path.to_str().expect("UTF-8 path");
+        let scenario = Scenario::new(context, "rewrap_resume", ROWS).await;
+        let (server, url) = (&scenario.server, &scenario.url);
 
         // Slowed down so that the kill lands mid-way.
-        let mut job = Job::spawn(server.job(&job_args(
-            &url,
-            &checkpoint_path,
-            &["--rate", "20000", "--batch-size", "500"],
-        )));
+        let mut job = Job::spawn(scenario.command(&["--rate", "20000", "--batch-size", "500"]));
         job.wait_until(Duration::from_secs(120), || {
-            checkpoint(&checkpoint_path)
-                .and_then(|c| c["position"]["last_key"].as_str().map(str::to_owned))
-                .and_then(|key| key.parse::<i64>().ok())
-                .is_some_and(|key| key >= 20_000)
+            scenario.last_key().is_some_and(|key| key >= 20_000)
         });
         job.kill();
-        let last_key: i64 = checkpoint(&checkpoint_path)
-            .and_then(|c| c["position"]["last_key"].as_str().map(str::to_owned))
-            .and_then(|key| key.parse().ok())
-            .expect("checkpoint after the kill");
+        let last_key = scenario.last_key().expect("checkpoint after the kill");
 
-        let killed = rows(&url).await;
+        let killed = rows(url).await;
         assert_eq!(killed.len(), ROWS as usize);
         let at_latest: Vec<i64> = killed
             .iter()
@@ -344,13 +342,8 @@ fn killed_and_resumed(context: &Context) {
             at_latest.len()
         );
 
-        let output = server.run(&job_args(
-            &url,
-            &checkpoint_path,
-            &["--resume", "--report-json", report_arg],
-        ));
-        assert_success(&output);
-        let resumed = report(&report_path);
+        assert_success(&scenario.run(&["--resume"]));
+        let resumed = scenario.report();
         // Exactly the rows the first run had not rewrapped are rewrapped now.
         assert_eq!(resumed["totals"]["rewrapped"], remaining as u64);
         assert_eq!(resumed["totals"]["failed"], 0);
@@ -358,25 +351,21 @@ fn killed_and_resumed(context: &Context) {
         // It started after the checkpoint, not from the top.
         assert_eq!(resumed["totals"]["seen"], (ROWS - last_key) as u64);
 
-        let after = rows(&url).await;
+        let after = rows(url).await;
         assert_eq!(after.len(), ROWS as usize, "no row may be lost");
         // Rows already at v3 when the first run died were not touched again.
         for id in &at_latest {
             assert_eq!(after[id], killed[id], "row {id} was rewrapped twice");
         }
-        assert_rows(&server, &after, 1..=ROWS, plaintext, Some(3)).await;
-        assert!(!checkpoint_path.exists());
+        assert_rows(server, &after, 1..=ROWS, plaintext, Some(3)).await;
+        assert!(!scenario.files.checkpoint.exists());
     });
 }
 
 fn concurrent_updates(context: &Context) {
     context.runtime.block_on(async {
-        let server = Server::start().await;
-        let url = table(context, &server, "rewrap_race", ROWS).await;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let checkpoint_path = dir.path().join("checkpoint.json");
-        let report_path = dir.path().join("report.json");
-        let report_arg = report_path.to_str().expect("UTF-8 path");
+        let scenario = Scenario::new(context, "rewrap_race", ROWS).await;
+        let (server, url) = (&scenario.server, &scenario.url);
 
         // The application's new values: plaintext app-<id>, written under v1
         // so that a job overwriting them would be visible as a v3 row-<id>.
@@ -390,7 +379,7 @@ fn concurrent_updates(context: &Context) {
 
         // The application holds these rows in an open transaction: the job
         // reads the old values and blocks when it writes them.
-        let mut writer = connect(&url).await;
+        let mut writer = connect(url).await;
         let transaction = writer.transaction().await.expect("begin");
         transaction
             .execute(
@@ -400,13 +389,9 @@ fn concurrent_updates(context: &Context) {
             .await
             .expect("application update");
 
-        let mut job = Job::spawn(server.job(&job_args(
-            &url,
-            &checkpoint_path,
-            &["--batch-size", "500", "--rate", "40000", "--report-json", report_arg],
-        )));
+        let mut job = Job::spawn(scenario.command(&["--batch-size", "500", "--rate", "40000"]));
         // More application writes while the job runs, row by row.
-        let other = connect(&url).await;
+        let other = connect(url).await;
         for (id, value) in ahead.iter().zip(ahead_values) {
             other
                 .execute("UPDATE t SET c = $2 WHERE id = $1", &[id, value])
@@ -414,7 +399,7 @@ fn concurrent_updates(context: &Context) {
                 .expect("application update");
         }
         // Commit once a job writer waits for the application's row locks.
-        let watcher = connect(&url).await;
+        let watcher = connect(url).await;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let waiting: i64 = watcher
@@ -446,7 +431,7 @@ fn concurrent_updates(context: &Context) {
         .expect("join");
         assert!(status.success(), "the job failed: {status}");
 
-        let done = report(&report_path);
+        let done = scenario.report();
         // Of the 100 locked rows, those that needed a rewrap (version 1 or 2
         // when read) were rewrapped by the job but not written.
         // Rows written by the application ahead of the job may add to the
@@ -459,22 +444,22 @@ fn concurrent_updates(context: &Context) {
         );
         assert_eq!(done["totals"]["failed"], 0);
 
-        let after = rows(&url).await;
+        let after = rows(url).await;
         assert_eq!(after.len(), ROWS as usize);
         // The application's values survive (the locked rows keep their v1).
-        assert_rows(&server, &after, locked.iter().copied(), app, Some(1)).await;
-        assert_rows(&server, &after, ahead.iter().copied(), app, None).await;
+        assert_rows(server, &after, locked.iter().copied(), app, Some(1)).await;
+        assert_rows(server, &after, ahead.iter().copied(), app, None).await;
         let untouched = (1..=ROWS).filter(|id| !locked.contains(id) && !ahead.contains(id));
-        assert_rows(&server, &after, untouched, plaintext, Some(3)).await;
+        assert_rows(server, &after, untouched, plaintext, Some(3)).await;
         drop(writer);
     });
 }
 
 fn corrupted_values(context: &Context) {
     context.runtime.block_on(async {
-        let server = Server::start().await;
-        let url = table(context, &server, "rewrap_corrupt", 3_000).await;
-        let client = connect(&url).await;
+        let scenario = Scenario::new(context, "rewrap_corrupt", 3_000).await;
+        let (server, url) = (&scenario.server, &scenario.url);
+        let client = connect(url).await;
         // Another key's ciphertexts decrypt with no version of this one.
         let mut transit = server.transit().await;
         transit
@@ -503,21 +488,9 @@ fn corrupted_values(context: &Context) {
             )
             .await
             .expect("foreign ciphertexts");
-        let before = rows(&url).await;
+        let before = rows(url).await;
 
-        let dir = tempfile::tempdir().expect("temp dir");
-        let checkpoint_path = dir.path().join("checkpoint.json");
-        let report_path = dir.path().join("report.json");
-        let output = server.run(&job_args(
-            &url,
-            &checkpoint_path,
-            &[
-                "--batch-size",
-                "256",
-                "--report-json",
-                report_path.to_str().expect("UTF-8 path"),
-            ],
-        ));
+        let output = scenario.run(&["--batch-size", "256"]);
         assert!(!output.status.success(), "failed values must fail the run");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("could not be rewrapped"), "{stderr}");
@@ -525,7 +498,7 @@ fn corrupted_values(context: &Context) {
         assert!(!stderr.contains(rewrap::TOKEN), "{stderr}");
 
         let truncated = (21..=30).filter(|id| id % 3 == 0).count() as u64;
-        let done = report(&report_path);
+        let done = scenario.report();
         assert_eq!(done["totals"]["failed"], 10 + 10 + truncated + 10, "{done}");
         assert_eq!(done["failures"].as_array().map(Vec::len), Some(30 + truncated as usize));
         let locations: Vec<&str> = done["failures"]
@@ -536,7 +509,7 @@ fn corrupted_values(context: &Context) {
             .collect();
         assert!(locations.contains(&"key=1") && locations.contains(&"key=40"), "{locations:?}");
 
-        let after = rows(&url).await;
+        let after = rows(url).await;
         let bad: Vec<i64> = (1..=20)
             .chain((21..=30).filter(|id| id % 3 == 0))
             .chain(31..=45)
@@ -545,6 +518,6 @@ fn corrupted_values(context: &Context) {
             assert_eq!(after[id], before[id], "corrupted row {id} was written");
         }
         let good = (1..=3_000).filter(|id| !bad.contains(id) && !(21..=30).contains(id));
-        assert_rows(&server, &after, good, plaintext, Some(3)).await;
+        assert_rows(server, &after, good, plaintext, Some(3)).await;
     });
 }

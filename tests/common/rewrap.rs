@@ -6,7 +6,7 @@
 //! `common/process.rs`.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -160,6 +160,51 @@ impl Server {
     /// Runs `cipherd <args>` to its end.
     pub fn run(&self, args: &[&str]) -> Output {
         self.job(args).output().expect("run cipherd")
+    }
+}
+
+/// The checkpoint and report files of a job, in a temporary folder that
+/// lives as long as this value (other files of the test may go there too).
+pub struct JobFiles {
+    pub checkpoint: PathBuf,
+    pub report: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl JobFiles {
+    /// A new folder.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self {
+            checkpoint: dir.path().join("checkpoint.json"),
+            report: dir.path().join("report.json"),
+            dir,
+        }
+    }
+
+    /// `cipherd rewrap --key KEY <source> --checkpoint .. --report-json ..
+    /// <extra>` against `server`.
+    pub fn command(&self, server: &Server, source: &[&str], extra: &[&str]) -> Command {
+        let mut args = vec!["rewrap", "--key", KEY];
+        args.extend_from_slice(source);
+        args.extend([
+            "--checkpoint",
+            self.checkpoint.to_str().expect("UTF-8 path"),
+            "--report-json",
+            self.report.to_str().expect("UTF-8 path"),
+        ]);
+        args.extend_from_slice(extra);
+        server.job(&args)
+    }
+
+    /// The last JSON report.
+    pub fn report(&self) -> Value {
+        report(&self.report)
+    }
+
+    /// The checkpoint, if there is one.
+    pub fn checkpoint(&self) -> Option<Value> {
+        checkpoint(&self.checkpoint)
     }
 }
 
