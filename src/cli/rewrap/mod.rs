@@ -4,9 +4,10 @@
 //!
 //! Layout: [`bulk`] (the gRPC stream with its window and rate limit),
 //! [`source_pg`] (reading pages and writing batches of a table),
-//! [`source_file`] (reading and writing records of a file), [`job`] (the
-//! pipelines that connect a source, the stream and a sink), [`checkpoint`],
-//! [`progress`] and [`report`].
+//! [`source_file`] (reading and writing records of a file), [`job`] (a job
+//! from flags to summary), [`job_pg`] and [`job_file`] (the pipelines that
+//! connect a source, the stream and a sink), [`scan`] (dry runs and
+//! `versions-in-use`), [`checkpoint`], [`progress`] and [`report`].
 //!
 //! What it guarantees: a value is written only with a ciphertext the server
 //! returned for it, and (PostgreSQL) only if the row still holds the value
@@ -18,8 +19,11 @@
 mod bulk;
 mod checkpoint;
 mod job;
+mod job_file;
+mod job_pg;
 mod progress;
 mod report;
+mod scan;
 mod source_file;
 mod source_pg;
 
@@ -356,7 +360,7 @@ pub async fn versions_in_use(
             "versions-in-use only reads: drop --output".into(),
         ));
     }
-    let report = job::scan(source).await?;
+    let report = scan::scan(source).await?;
     print!("{}", report.versions_table());
     let totals = report.totals();
     println!();
