@@ -290,6 +290,9 @@ fn full_rewrap(context: &Context) {
 
         let output = scenario.run(&["--batch-size", "1000"]);
         assert_success(&output);
+        // Not a terminal: plain progress lines on stderr, the last one final.
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(log.contains("rewrap: 100000 rows of 100000;"), "{log}");
         let summary = String::from_utf8_lossy(&output.stdout);
         assert!(
             summary.contains("| total | 100000 | 66667 | 33333 | 0 | 0 |"),

@@ -44,7 +44,7 @@ const DEFAULT_GRPC_ADDR: &str = "http://127.0.0.1:8250";
 pub struct SourceArgs {
     /// PostgreSQL connection URL (postgres://user@127.0.0.1/db); the table's
     /// column is updated in place.
-    #[arg(long, env = "CIPHERD_REWRAP_POSTGRES", hide_env_values = true)]
+    #[arg(long)]
     postgres: Option<String>,
     /// Table (optionally schema.table) holding the ciphertexts.
     #[arg(long, requires = "postgres")]
