@@ -42,6 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // root token: a generated `Debug` would print them. `api::grpc::pb` gives
     // them one that prints the type name only.
     config.skip_debug(REDACTED.iter().map(|name| format!(".cipherd.v1.{name}")));
+    // `prost::Name` gives each message its full name, which the audit log uses
+    // to render a message through its descriptor.
+    config.enable_type_names();
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("cipherd_descriptor.bin"))
         .compile_with_config(config, PROTOS, &["proto"])?;

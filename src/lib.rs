@@ -6,6 +6,7 @@
 //!
 //! | module      | owns                                                               |
 //! |-------------|--------------------------------------------------------------------|
+//! | [`audit`]   | audit devices, hash-chained signed log, offline verify and reports |
 //! | [`engine`]  | transit operations over named keyrings, key cache, batching        |
 //! | [`keyring`] | one named key: type, versions, rotation, min versions, config      |
 //! | [`crypto`]  | pure primitives: AEAD, signatures, HMAC, KDF, ciphertext format    |
@@ -16,6 +17,7 @@
 //! HTTP, gRPC or JSON; `tests/layering.rs` keeps it that way.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod crypto;

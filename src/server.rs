@@ -148,14 +148,20 @@ pub async fn run(
     let rest_served = async {
         match acceptor {
             Some(acceptor) => {
-                axum::serve(crate::tls::TlsListener::new(listener, acceptor)?, app)
-                    .with_graceful_shutdown(rest_stopped)
-                    .await
+                axum::serve(
+                    crate::tls::TlsListener::new(listener, acceptor)?,
+                    app.into_make_service_with_connect_info::<crate::tls::RemoteAddr>(),
+                )
+                .with_graceful_shutdown(rest_stopped)
+                .await
             }
             None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(rest_stopped)
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<crate::tls::RemoteAddr>(),
+                )
+                .with_graceful_shutdown(rest_stopped)
+                .await
             }
         }
     };

@@ -120,6 +120,7 @@ impl Server {
         let root = RequestContext {
             token: Some(ROOT),
             transport: Transport::Grpc,
+            audit: None,
         };
         let request = TokenRequest {
             policies: vec![name.to_owned()],
@@ -936,6 +937,7 @@ async fn batch_limit_is_resource_exhausted() {
             max_batch_items: 10,
             ..EngineOptions::default()
         },
+        ..ServiceOptions::default()
     };
     let server = Server::start_with(options).await;
     let mut transit = server.transit().await;

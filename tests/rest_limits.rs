@@ -45,6 +45,7 @@ async fn oversized_batch_is_413() {
             max_batch_items: 10,
             ..EngineOptions::default()
         },
+        ..ServiceOptions::default()
     };
     let server = InProcessServer::start_with(options).await;
     assert_eq!(server.post("transit/keys/k", json!({})).await.status, 200);

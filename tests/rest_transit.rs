@@ -1035,6 +1035,7 @@ async fn batch_limit_answers_413() {
             max_batch_items: 3,
             ..EngineOptions::default()
         },
+        ..ServiceOptions::default()
     };
     let server = InProcessServer::start_with(options).await;
     let items: Vec<Value> = (0..4).map(|_| json!({"plaintext": HELLO})).collect();
@@ -2947,6 +2948,7 @@ async fn acl_upsert_and_sealed() {
     let root = RequestContext {
         token: Some(inprocess::ROOT_TOKEN),
         transport: Transport::Rest,
+        audit: None,
     };
     let request = TokenRequest {
         policies: vec!["enc".to_owned()],

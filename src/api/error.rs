@@ -6,6 +6,7 @@
 use axum::http::StatusCode;
 use tonic::{Code, Status};
 
+use crate::audit::AuditError;
 use crate::auth::AuthError;
 use crate::crypto::CryptoError;
 use crate::engine::EngineError;
@@ -43,6 +44,24 @@ pub fn rest_reply(error: &ServiceError, key_not_found: Option<&str>) -> Reply {
             Reply::internal("internal error")
         }
         ServiceError::Engine(engine) => engine_reply(engine, key_not_found),
+        ServiceError::Audit(audit) => audit_reply(audit),
+    }
+}
+
+fn audit_reply(error: &AuditError) -> Reply {
+    match error {
+        AuditError::Invalid(_) | AuditError::PathInUse | AuditError::NoSuchDevice => {
+            Reply::bad_request(error.to_string())
+        }
+        AuditError::Io { .. } => Reply::bad_request(error.to_string()),
+        AuditError::Unavailable => {
+            tracing::error!("request refused: no audit device could write its entry");
+            Reply::internal(error)
+        }
+        AuditError::Storage(storage) => {
+            tracing::error!(error = %storage, "storage failure in audit");
+            Reply::internal("internal error")
+        }
     }
 }
 
@@ -134,6 +153,19 @@ pub fn grpc_status(error: &ServiceError) -> Status {
         ServiceError::Seal(seal) => seal_status(seal),
         ServiceError::Storage(storage) => storage_status(storage),
         ServiceError::Engine(engine) => engine_status(engine),
+        ServiceError::Audit(audit) => audit_status(audit),
+    }
+}
+
+fn audit_status(error: &AuditError) -> Status {
+    match error {
+        AuditError::Invalid(_)
+        | AuditError::PathInUse
+        | AuditError::NoSuchDevice
+        | AuditError::Io { .. } => Status::invalid_argument(error.to_string()),
+        // Retrying may succeed once the device can write again.
+        AuditError::Unavailable => Status::unavailable(error.to_string()),
+        AuditError::Storage(storage) => internal_status(storage, "audit"),
     }
 }
 

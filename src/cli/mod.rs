@@ -4,6 +4,7 @@
 //! `CIPHERD_TOKEN`/`VAULT_TOKEN`; the bulk rewrap job uses the gRPC API at
 //! `--grpc-addr` (`CIPHERD_GRPC_ADDR`, default `http://127.0.0.1:8250`).
 
+mod audit;
 mod bench;
 mod client;
 mod commands;
@@ -56,6 +57,9 @@ enum Command {
     Policy(commands::PolicyCommand),
     /// Load-test a local server's gRPC (and optionally REST) encrypt paths.
     Bench(bench::BenchArgs),
+    /// Verify audit logs offline, and report key usage from them.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Flags of `cipherd server`.
@@ -92,6 +96,52 @@ struct ServerArgs {
     /// Largest batch_input accepted.
     #[arg(long, default_value_t = EngineOptions::default().max_batch_items)]
     max_batch_items: usize,
+    /// Enable a `file` audit device at `file/` writing to this path (like an
+    /// `audit "file"` stanza in Vault's config; kept across restarts).
+    #[arg(long, env = "CIPHERD_AUDIT_FILE")]
+    audit_file: Option<PathBuf>,
+    /// Enable a `stdout` audit device at `stdout/`.
+    #[arg(long)]
+    audit_stdout: bool,
+    /// Options for the --audit-file device, `name=value` (fsync=always,
+    /// batch_window=200us, rotate_bytes=104857600, ...); repeatable.
+    #[arg(long = "audit-option", value_name = "NAME=VALUE")]
+    audit_options: Vec<String>,
+}
+
+/// The devices the `--audit-*` flags declare.
+fn declared_audit_devices(args: &ServerArgs) -> anyhow::Result<Vec<crate::audit::DeviceSpec>> {
+    let mut devices = Vec::new();
+    if let Some(path) = &args.audit_file {
+        let path = std::path::absolute(path)?;
+        let mut options = std::collections::BTreeMap::new();
+        options.insert("file_path".to_owned(), path.display().to_string());
+        for option in &args.audit_options {
+            let (name, value) = option.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--audit-option takes name=value, got {option:?}")
+            })?;
+            options.insert(name.to_owned(), value.to_owned());
+        }
+        devices.push(crate::audit::DeviceSpec {
+            path: "file".into(),
+            kind: "file".into(),
+            description: "declared by --audit-file".into(),
+            options,
+            local: false,
+        });
+    } else if !args.audit_options.is_empty() {
+        anyhow::bail!("--audit-option needs --audit-file");
+    }
+    if args.audit_stdout {
+        devices.push(crate::audit::DeviceSpec {
+            path: "stdout".into(),
+            kind: "stdout".into(),
+            description: "declared by --audit-stdout".into(),
+            options: std::collections::BTreeMap::new(),
+            local: false,
+        });
+    }
+    Ok(devices)
 }
 
 /// Entry point of the binary.
@@ -127,10 +177,12 @@ pub fn main() -> anyhow::Result<()> {
         Command::Token(cmd) => runtime.block_on(commands::token(cmd)),
         Command::Policy(cmd) => runtime.block_on(commands::policy(cmd)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Audit(cmd) => runtime.block_on(audit::run(cmd)),
     }
 }
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let audit_devices = declared_audit_devices(&args)?;
     let config = ServerConfig {
         listen: args.listen,
         grpc_listen: Some(args.grpc_listen),
@@ -151,6 +203,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                 max_batch_items: args.max_batch_items,
                 ..EngineOptions::default()
             },
+            audit_devices,
         },
     };
     server::run(config, shutdown_signal()).await?;

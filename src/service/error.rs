@@ -42,6 +42,9 @@ pub enum ServiceError {
     /// The storage backend failed.
     #[error(transparent)]
     Storage(StorageError),
+    /// An audit device failed, or an audit operation was refused.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl From<StorageError> for ServiceError {

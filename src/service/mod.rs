@@ -1,11 +1,16 @@
-//! The service layer: one request = seal check + auth check + engine call.
+//! The service layer: one request = seal check + auth check + engine call +
+//! audit record.
 //!
 //! This is the only thing the REST and gRPC adapters talk to, so no operation is
-//! implemented twice and both transports are authorized the same way: a request
-//! is checked as its REST path (`transit/encrypt/<key>`) and capability. It owns
-//! the lifecycle around the seal (what is loaded on unseal, what is dropped on
-//! seal) and the mount table. It knows nothing of HTTP or protobuf encodings.
+//! implemented twice and both transports are authorized and audited the same
+//! way: a request is checked as its REST path (`transit/encrypt/<key>`) and
+//! capability, and its audit request entry is written at that check (see
+//! [`crate::audit`] for when an operation waits for it). It owns the lifecycle
+//! around the seal (what is loaded on unseal, what is dropped on seal), the
+//! mount table and the audit devices. It knows nothing of HTTP or protobuf
+//! encodings.
 
+mod audit;
 mod error;
 pub mod mounts;
 mod transit;
@@ -19,7 +24,8 @@ pub use error::ServiceError;
 pub use mounts::{Mount, MountInfo, MountTune, Mounts};
 pub use transit::TransitOp;
 
-use crate::auth::{Auth, Capability, IssuedToken, TokenEntry, TokenRequest};
+use crate::audit::{AuditLog, DeviceSpec, Frame};
+use crate::auth::{Auth, AuthError, Capability, IssuedToken, TokenEntry, TokenRequest};
 use crate::crypto::SecretBytes;
 use crate::engine::EngineOptions;
 use crate::seal::{SealManager, SealStatus};
@@ -34,6 +40,16 @@ pub enum Transport {
     Grpc,
 }
 
+impl Transport {
+    /// The name audit entries use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rest => "rest",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
 /// Who is asking, and over what.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestContext<'a> {
@@ -41,6 +57,8 @@ pub struct RequestContext<'a> {
     pub token: Option<&'a str>,
     /// The adapter.
     pub transport: Transport,
+    /// The request's audit frame, when audit devices are enabled.
+    pub audit: Option<&'a Frame>,
 }
 
 /// What `init` returns, once.
@@ -58,6 +76,8 @@ pub struct Unsealed {
     pub auth: Auth,
     /// Transit mounts.
     pub mounts: Mounts,
+    /// Audit devices.
+    pub audit: AuditLog,
 }
 
 /// Tunables of the service.
@@ -65,6 +85,8 @@ pub struct Unsealed {
 pub struct ServiceOptions {
     /// Options of every transit engine.
     pub engine: EngineOptions,
+    /// Audit devices declared at start (enabled on unseal if not enabled yet).
+    pub audit_devices: Vec<DeviceSpec>,
 }
 
 /// The service: shared by every adapter through an `Arc`.
@@ -166,6 +188,7 @@ impl Service {
                 Ok(Unsealed {
                     auth,
                     mounts: Mounts::load(self.barrier.clone(), self.options.engine.clone())?,
+                    audit: AuditLog::open(self.barrier.clone(), &self.options.audit_devices)?,
                 })
             });
         match loaded {
@@ -210,6 +233,8 @@ impl Service {
         let _lifecycle = self.lifecycle.lock();
         if let Some(unsealed) = self.unsealed.swap(None) {
             unsealed.mounts.flush_counters();
+            // Final checkpoints now, not when the last in-flight request lets go.
+            unsealed.audit.close();
         }
         let _ = self.seal.seal();
     }
@@ -231,10 +256,43 @@ impl Service {
         path: &str,
         capabilities: &[Capability],
     ) -> Result<(Arc<Unsealed>, Arc<TokenEntry>), ServiceError> {
+        self.check(ctx, |auth, token| {
+            auth.authorize_any(token, path, capabilities)
+        })
+    }
+
+    /// [`Service::authorize`] for root-protected paths: the token needs
+    /// `sudo` as well as `capability` on `path`.
+    pub fn authorize_sudo(
+        &self,
+        ctx: &RequestContext<'_>,
+        path: &str,
+        capability: Capability,
+    ) -> Result<(Arc<Unsealed>, Arc<TokenEntry>), ServiceError> {
+        self.check(ctx, |auth, token| {
+            auth.authorize_all(token, path, &[capability, Capability::Sudo])
+        })
+    }
+
+    /// Runs an ACL check and writes the request's audit entry with its outcome
+    /// (fail closed: an entry no device can write refuses the request).
+    fn check(
+        &self,
+        ctx: &RequestContext<'_>,
+        decide: impl FnOnce(&Auth, &str) -> Result<Arc<TokenEntry>, AuthError>,
+    ) -> Result<(Arc<Unsealed>, Arc<TokenEntry>), ServiceError> {
         let state = self.unsealed()?;
-        let token = ctx.token.ok_or(ServiceError::PermissionDenied)?;
-        let entry = state.auth.authorize_any(token, path, capabilities)?;
-        Ok((state, entry))
+        let decision = match ctx.token {
+            Some(token) => decide(&state.auth, token).map_err(ServiceError::from),
+            None => Err(ServiceError::PermissionDenied),
+        };
+        if let Some(frame) = ctx.audit
+            && !frame.request_logged()
+        {
+            audit::record_auth(frame, &state, ctx.token, &decision);
+            state.audit.log_request(frame)?;
+        }
+        decision.map(|entry| (state, entry))
     }
 
     /// Resolves the token itself (for `lookup-self`, `renew-self`, ...), no ACL.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::auth::Capability;
 use crate::engine::{Engine, EngineError};
 
-use super::{Mount, RequestContext, Service, ServiceError};
+use super::{Mount, RequestContext, Service, ServiceError, audit};
 
 /// A transit operation, named the way the ACL sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +117,37 @@ impl TransitOp<'_> {
         }
     }
 
+    /// Whether the operation changes nothing stored (so its audit request
+    /// entry need not be durable before it runs). An encrypt that creates its
+    /// key (`create`) changes state.
+    fn is_read_only(&self, capability: Capability) -> bool {
+        match self {
+            Self::Encrypt(_) => capability != Capability::Create,
+            Self::Decrypt(_)
+            | Self::Rewrap(_)
+            | Self::Datakey(..)
+            | Self::Sign(_)
+            | Self::Verify(_)
+            | Self::Hmac(_)
+            | Self::Hash
+            | Self::Random
+            | Self::ReadKey(_)
+            | Self::ListKeys
+            | Self::Export(..)
+            | Self::Backup(_)
+            | Self::WrappingKey
+            | Self::ReadConfig => true,
+            Self::CreateKey(_)
+            | Self::DeleteKey(_)
+            | Self::ConfigureKey(_)
+            | Self::RotateKey(_)
+            | Self::TrimKey(_)
+            | Self::ImportKey(_)
+            | Self::Restore(_)
+            | Self::WriteConfig => false,
+        }
+    }
+
     /// The capability Vault checks (reference §3).
     fn capability(&self, engine: &Engine) -> Capability {
         match self {
@@ -181,6 +212,15 @@ impl Service {
             None => format!("{}{}", mount.info.path, op.canonical_path()),
         };
         let capability = op.capability(&mount.engine);
+        if let Some(frame) = ctx.audit {
+            frame.set_target(
+                &path,
+                audit::operation_name(capability),
+                Some(&mount.info.path),
+                op.key(),
+                op.is_read_only(capability),
+            );
+        }
         self.authorize(ctx, &path, &[capability])?;
         Ok(run(&mount.engine)?)
     }

@@ -23,7 +23,7 @@ use crate::keyring::{
 use crate::service::{Service, TransitOp};
 
 use super::transit::{BulkStream, hmac_algorithm, signature_options, upsert};
-use super::{engine_status, optional, pb, run, token, version};
+use super::{Caller, engine_status, optional, pb, run, token, version};
 
 /// Answers of a `Bulk` stream that may wait for the client to read them. When
 /// the queue is full the server stops reading batches, and HTTP/2 flow control
@@ -51,7 +51,7 @@ fn ciphertext_result(
 /// outcome).
 fn encrypt_items(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     target: (&str, &str),
     upsert_type: &str,
     convergent: bool,
@@ -83,7 +83,7 @@ fn encrypt_items(
 
 fn decrypt_items(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     target: (&str, &str),
     items: &mut [pb::DecryptItem],
 ) -> Result<Vec<pb::PlaintextResult>, Status> {
@@ -114,7 +114,7 @@ fn decrypt_items(
 
 fn rewrap_items(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     target: (&str, &str),
     items: &mut [pb::RewrapItem],
 ) -> Result<Vec<pb::CiphertextResult>, Status> {
@@ -139,7 +139,7 @@ fn rewrap_items(
 
 pub(super) fn encrypt(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     mut message: pb::EncryptBatchRequest,
 ) -> Result<pb::EncryptBatchResponse, Status> {
     let results = encrypt_items(
@@ -155,7 +155,7 @@ pub(super) fn encrypt(
 
 pub(super) fn decrypt(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     mut message: pb::DecryptBatchRequest,
 ) -> Result<pb::DecryptBatchResponse, Status> {
     let results = decrypt_items(
@@ -169,7 +169,7 @@ pub(super) fn decrypt(
 
 pub(super) fn rewrap(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     mut message: pb::RewrapBatchRequest,
 ) -> Result<pb::RewrapBatchResponse, Status> {
     let results = rewrap_items(
@@ -202,7 +202,7 @@ fn request_level<T>(results: &[Result<T, KeyringError>]) -> Result<(), Status> {
 
 pub(super) fn sign(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::SignBatchRequest,
 ) -> Result<pb::SignBatchResponse, Status> {
     let key = &message.key;
@@ -248,7 +248,7 @@ pub(super) fn sign(
 
 pub(super) fn verify(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::VerifyBatchRequest,
 ) -> Result<pb::VerifyBatchResponse, Status> {
     let key = &message.key;
@@ -290,7 +290,7 @@ pub(super) fn verify(
 
 pub(super) fn hmac(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::HmacBatchRequest,
 ) -> Result<pb::HmacBatchResponse, Status> {
     let key = &message.key;
@@ -336,6 +336,7 @@ pub(super) fn bulk(
     request: Request<Streaming<pb::BulkRequest>>,
 ) -> BulkStream {
     let token = token(request.metadata());
+    let remote = request.remote_addr();
     let mut inbound = request.into_inner();
     let (answers, queue) = mpsc::channel(BULK_QUEUE_DEPTH);
     tokio::spawn(async move {
@@ -348,15 +349,9 @@ pub(super) fn bulk(
                     break;
                 }
             };
-            let service = service.clone();
-            let token = token.clone();
+            // One audit record pair per batch, as for a batch RPC.
             let answer =
-                tokio::task::spawn_blocking(move || bulk_batch(&service, token.as_deref(), batch))
-                    .await
-                    .unwrap_or_else(|error| {
-                        tracing::error!(%error, "bulk batch task failed");
-                        Err(Status::internal("internal error"))
-                    });
+                super::run_blocking(&service, token.clone(), remote, batch, bulk_batch).await;
             let failed = answer.is_err();
             if answers.send(answer).await.is_err() || failed {
                 break;
@@ -369,7 +364,7 @@ pub(super) fn bulk(
 /// One `Bulk` batch, as the matching batch RPC would run it.
 fn bulk_batch(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     batch: pb::BulkRequest,
 ) -> Result<pb::BulkResponse, Status> {
     let operation =

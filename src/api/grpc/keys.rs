@@ -3,7 +3,7 @@
 use crate::keyring::{ConfigUpdate, CreateOptions, KeyDescription, KeyType};
 use crate::service::{Service, TransitOp};
 
-use super::{engine_status, optional, pb, run};
+use super::{Caller, engine_status, optional, pb, run};
 
 /// `KeyDescription` → `Key`.
 fn key_message(description: KeyDescription) -> pb::Key {
@@ -50,7 +50,7 @@ fn key_message(description: KeyDescription) -> pb::Key {
 
 pub(super) fn create(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::CreateKeyRequest,
 ) -> Result<pb::CreateKeyResponse, tonic::Status> {
     let key = &message.key;
@@ -86,7 +86,7 @@ pub(super) fn create(
 
 pub(super) fn read(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::ReadKeyRequest,
 ) -> Result<pb::ReadKeyResponse, tonic::Status> {
     let key = &message.key;
@@ -108,7 +108,7 @@ pub(super) fn read(
 
 pub(super) fn list(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::ListKeysRequest,
 ) -> Result<pb::ListKeysResponse, tonic::Status> {
     run(
@@ -130,7 +130,7 @@ pub(super) fn list(
 
 pub(super) fn rotate(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::RotateKeyRequest,
 ) -> Result<pb::RotateKeyResponse, tonic::Status> {
     let key = &message.key;
@@ -150,7 +150,7 @@ pub(super) fn rotate(
 
 pub(super) fn update_config(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::UpdateKeyConfigRequest,
 ) -> Result<pb::UpdateKeyConfigResponse, tonic::Status> {
     let key = &message.key;
@@ -181,7 +181,7 @@ pub(super) fn update_config(
 
 pub(super) fn trim(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::TrimKeyRequest,
 ) -> Result<pb::TrimKeyResponse, tonic::Status> {
     let key = &message.key;
@@ -203,7 +203,7 @@ pub(super) fn trim(
 
 pub(super) fn delete(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::DeleteKeyRequest,
 ) -> Result<pb::DeleteKeyResponse, tonic::Status> {
     let key = &message.key;

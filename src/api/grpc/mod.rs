@@ -16,6 +16,7 @@
 //! It does not bind sockets of its own choosing, parse configuration, or keep
 //! any state beyond the health reporter: [`serve`] is handed a bound listener.
 
+mod audit_json;
 mod batch;
 mod health;
 mod keys;
@@ -32,6 +33,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::api::error::grpc_status;
+use crate::audit::{Frame, RequestView, ResponseView};
 use crate::auth::Capability;
 use crate::engine::{Engine, EngineError, validate_key_name};
 use crate::service::{Mount, RequestContext, Service, ServiceError, TransitOp, Transport};
@@ -161,17 +163,94 @@ fn token(metadata: &MetadataMap) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-/// A synchronous handler: the service, the caller's token and the message.
-type Handler<Req, Resp> = fn(&Service, Option<&str>, Req) -> Result<Resp, Status>;
+/// Who is calling: the token, and the request's audit frame when auditing.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Caller<'a> {
+    token: Option<&'a str>,
+    audit: Option<&'a Frame>,
+}
+
+impl<'a> Caller<'a> {
+    fn context(self) -> RequestContext<'a> {
+        RequestContext {
+            token: self.token,
+            transport: Transport::Grpc,
+            audit: self.audit,
+        }
+    }
+}
+
+/// A synchronous handler: the service, the caller and the message.
+type Handler<Req, Resp> = fn(&Service, Caller<'_>, Req) -> Result<Resp, Status>;
+
+/// Opens the audit frame of a call (when auditing), rendering the message
+/// through its descriptor so the log shows the same fields as the proto.
+fn audit_frame<Req: prost::Name + prost::Message>(
+    service: &Service,
+    token: Option<&str>,
+    remote: Option<std::net::SocketAddr>,
+    message: &Req,
+) -> Option<Arc<Frame>> {
+    service.audit_frame(token, || RequestView {
+        id: String::new(),
+        operation: "update",
+        path: String::new(),
+        remote,
+        data: audit_json::to_json(message),
+        transport: Transport::Grpc.name(),
+    })
+}
+
+/// Writes the response entry of an audited call; an answer no device could
+/// record is replaced by the failure (fail closed).
+async fn audit_finish<Resp: prost::Name + prost::Message>(
+    service: &Service,
+    frame: Option<Arc<Frame>>,
+    result: Result<Resp, Status>,
+) -> Result<Resp, Status> {
+    let Some(frame) = frame else {
+        return result;
+    };
+    let view = match &result {
+        Ok(response) => ResponseView {
+            status: 200,
+            data: audit_json::to_json(response),
+            ..ResponseView::default()
+        },
+        Err(status) => ResponseView {
+            status: audit_json::http_status(status.code()),
+            error: Some(status.message().to_owned()),
+            ..ResponseView::default()
+        },
+    };
+    match service.audit_finish(&frame, view).await {
+        Ok(()) => result,
+        Err(error) => Err(grpc_status(&error)),
+    }
+}
 
 /// Runs `handler` on the calling task (for requests that take microseconds).
-fn inline<Req, Resp>(
+async fn inline<Req, Resp>(
     service: &Service,
     request: Request<Req>,
     handler: Handler<Req, Resp>,
-) -> Result<Response<Resp>, Status> {
+) -> Result<Response<Resp>, Status>
+where
+    Req: prost::Name + prost::Message,
+    Resp: prost::Name + prost::Message,
+{
     let token = token(request.metadata());
-    handler(service, token.as_deref(), request.into_inner()).map(Response::new)
+    let remote = request.remote_addr();
+    let message = request.into_inner();
+    let frame = audit_frame(service, token.as_deref(), remote, &message);
+    let caller = Caller {
+        token: token.as_deref(),
+        audit: frame.as_deref(),
+    };
+    let result = handler(service, caller, message);
+    audit_finish(service, frame, result)
+        .await
+        .map(Response::new)
 }
 
 /// Runs `handler` on the blocking pool: batches (which use every core), key
@@ -182,21 +261,50 @@ async fn blocking<Req, Resp>(
     handler: Handler<Req, Resp>,
 ) -> Result<Response<Resp>, Status>
 where
-    Req: Send + 'static,
-    Resp: Send + 'static,
+    Req: prost::Name + prost::Message + Send + 'static,
+    Resp: prost::Name + prost::Message + Send + 'static,
 {
     let token = token(request.metadata());
-    let service = service.clone();
-    let message = request.into_inner();
-    let outcome =
-        tokio::task::spawn_blocking(move || handler(&service, token.as_deref(), message)).await;
-    match outcome {
-        Ok(result) => result.map(Response::new),
+    let remote = request.remote_addr();
+    run_blocking(service, token, remote, request.into_inner(), handler)
+        .await
+        .map(Response::new)
+}
+
+/// Audits and runs one message through `handler` on the blocking pool (a
+/// unary call, or one batch of the `Bulk` stream).
+async fn run_blocking<Req, Resp>(
+    service: &Arc<Service>,
+    token: Option<String>,
+    remote: Option<std::net::SocketAddr>,
+    message: Req,
+    handler: Handler<Req, Resp>,
+) -> Result<Resp, Status>
+where
+    Req: prost::Name + prost::Message + Send + 'static,
+    Resp: prost::Name + prost::Message + Send + 'static,
+{
+    let frame = audit_frame(service, token.as_deref(), remote, &message);
+    let outcome = {
+        let service = service.clone();
+        let frame = frame.clone();
+        tokio::task::spawn_blocking(move || {
+            let caller = Caller {
+                token: token.as_deref(),
+                audit: frame.as_deref(),
+            };
+            handler(&service, caller, message)
+        })
+        .await
+    };
+    let result = match outcome {
+        Ok(result) => result,
         Err(error) => {
             tracing::error!(%error, "gRPC handler task failed");
             Err(Status::internal("internal error"))
         }
-    }
+    };
+    audit_finish(service, frame, result).await
 }
 
 /// Authorizes `op` on `mount` (empty = [`DEFAULT_MOUNT`]) and runs `run` on
@@ -204,7 +312,7 @@ where
 /// statuses; everything else is mapped by [`grpc_status`].
 fn run<T>(
     service: &Service,
-    token: Option<&str>,
+    caller: Caller<'_>,
     mount: &str,
     op: TransitOp<'_>,
     run: impl FnOnce(&Engine) -> Result<T, Status>,
@@ -212,10 +320,7 @@ fn run<T>(
     if let Some(key) = op.key() {
         check_key_name(key)?;
     }
-    let ctx = RequestContext {
-        token,
-        transport: Transport::Grpc,
-    };
+    let ctx = caller.context();
     let mount = resolve_mount(service, &ctx, mount, op).map_err(|e| grpc_status(&e))?;
     match service.transit(&ctx, &mount, op, None, |engine| Ok(run(engine))) {
         Ok(outcome) => outcome,

@@ -129,6 +129,8 @@ impl Sys for SysApi {
                 service.seal(&RequestContext {
                     token: token.as_deref(),
                     transport: Transport::Grpc,
+                    // Vault does not audit the seal lifecycle.
+                    audit: None,
                 })
             })
             .await?;

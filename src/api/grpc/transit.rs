@@ -18,7 +18,7 @@ use crate::keyring::{
 use crate::service::{Service, TransitOp};
 
 use super::pb::transit_server::Transit;
-use super::{batch, blocking, engine_status, inline, keys, optional, pb, run, version};
+use super::{Caller, batch, blocking, engine_status, inline, keys, optional, pb, run, version};
 
 /// Random bytes returned when a request leaves `bytes` at 0.
 const DEFAULT_RANDOM_BYTES: u32 = 32;
@@ -49,7 +49,7 @@ impl Transit for TransitApi {
         if request.get_ref().r#type.starts_with("rsa") {
             blocking(&self.service, request, encrypt).await
         } else {
-            inline(&self.service, request, encrypt)
+            inline(&self.service, request, encrypt).await
         }
     }
 
@@ -57,21 +57,21 @@ impl Transit for TransitApi {
         &self,
         request: Request<pb::DecryptRequest>,
     ) -> Result<Response<pb::DecryptResponse>, Status> {
-        inline(&self.service, request, decrypt)
+        inline(&self.service, request, decrypt).await
     }
 
     async fn rewrap(
         &self,
         request: Request<pb::RewrapRequest>,
     ) -> Result<Response<pb::RewrapResponse>, Status> {
-        inline(&self.service, request, rewrap)
+        inline(&self.service, request, rewrap).await
     }
 
     async fn datakey(
         &self,
         request: Request<pb::DatakeyRequest>,
     ) -> Result<Response<pb::DatakeyResponse>, Status> {
-        inline(&self.service, request, datakey)
+        inline(&self.service, request, datakey).await
     }
 
     async fn sign(
@@ -86,35 +86,35 @@ impl Transit for TransitApi {
         &self,
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        inline(&self.service, request, verify)
+        inline(&self.service, request, verify).await
     }
 
     async fn hmac(
         &self,
         request: Request<pb::HmacRequest>,
     ) -> Result<Response<pb::HmacResponse>, Status> {
-        inline(&self.service, request, hmac)
+        inline(&self.service, request, hmac).await
     }
 
     async fn verify_hmac(
         &self,
         request: Request<pb::VerifyHmacRequest>,
     ) -> Result<Response<pb::VerifyHmacResponse>, Status> {
-        inline(&self.service, request, verify_hmac)
+        inline(&self.service, request, verify_hmac).await
     }
 
     async fn hash(
         &self,
         request: Request<pb::HashRequest>,
     ) -> Result<Response<pb::HashResponse>, Status> {
-        inline(&self.service, request, hash)
+        inline(&self.service, request, hash).await
     }
 
     async fn random(
         &self,
         request: Request<pb::RandomRequest>,
     ) -> Result<Response<pb::RandomResponse>, Status> {
-        inline(&self.service, request, random)
+        inline(&self.service, request, random).await
     }
 
     async fn create_key(
@@ -128,14 +128,14 @@ impl Transit for TransitApi {
         &self,
         request: Request<pb::ReadKeyRequest>,
     ) -> Result<Response<pb::ReadKeyResponse>, Status> {
-        inline(&self.service, request, keys::read)
+        inline(&self.service, request, keys::read).await
     }
 
     async fn list_keys(
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
-        inline(&self.service, request, keys::list)
+        inline(&self.service, request, keys::list).await
     }
 
     async fn rotate_key(
@@ -236,7 +236,7 @@ pub(super) fn upsert(type_name: &str, convergent: bool) -> Result<UpsertOptions,
 
 fn encrypt(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     mut message: pb::EncryptRequest,
 ) -> Result<pb::EncryptResponse, Status> {
     let plaintext = Zeroizing::new(std::mem::take(&mut message.plaintext));
@@ -267,7 +267,7 @@ fn encrypt(
 
 fn decrypt(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::DecryptRequest,
 ) -> Result<pb::DecryptResponse, Status> {
     let key = &message.key;
@@ -290,7 +290,7 @@ fn decrypt(
 
 fn rewrap(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::RewrapRequest,
 ) -> Result<pb::RewrapResponse, Status> {
     let key = &message.key;
@@ -316,7 +316,7 @@ fn rewrap(
 
 fn datakey(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::DatakeyRequest,
 ) -> Result<pb::DatakeyResponse, Status> {
     let key = &message.key;
@@ -411,7 +411,7 @@ pub(super) fn hmac_algorithm(name: &str) -> Result<HashAlgorithm, Status> {
 
 fn sign(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::SignRequest,
 ) -> Result<pb::SignResponse, Status> {
     let key = &message.key;
@@ -439,7 +439,7 @@ fn sign(
 
 fn verify(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::VerifyRequest,
 ) -> Result<pb::VerifyResponse, Status> {
     let key = &message.key;
@@ -463,7 +463,7 @@ fn verify(
 
 fn hmac(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::HmacRequest,
 ) -> Result<pb::HmacResponse, Status> {
     let key = &message.key;
@@ -487,7 +487,7 @@ fn hmac(
 /// Checked as `verify/<key>`, where Vault verifies HMACs too.
 fn verify_hmac(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::VerifyHmacRequest,
 ) -> Result<pb::VerifyHmacResponse, Status> {
     let key = &message.key;
@@ -508,7 +508,7 @@ fn verify_hmac(
 
 fn hash(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::HashRequest,
 ) -> Result<pb::HashResponse, Status> {
     run(service, token, &message.mount, TransitOp::Hash, |_| {
@@ -532,7 +532,7 @@ fn hash(
 
 fn random(
     service: &Service,
-    token: Option<&str>,
+    token: Caller<'_>,
     message: pb::RandomRequest,
 ) -> Result<pb::RandomResponse, Status> {
     run(service, token, &message.mount, TransitOp::Random, |_| {

@@ -18,9 +18,10 @@ mod transit;
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -29,6 +30,7 @@ use serde_json::{Map, Value};
 pub use fields::Fields;
 pub use reply::Reply;
 
+use crate::audit::{Frame, RequestView, ResponseView};
 use crate::service::{RequestContext, Service, Transport};
 
 /// Request limits (issue: configurable with safe defaults).
@@ -81,6 +83,8 @@ pub struct Request {
     pub fields: Map<String, Value>,
     /// The client token.
     pub token: Option<String>,
+    /// The audit frame, when audit devices are enabled.
+    pub audit: Option<Arc<Frame>>,
 }
 
 impl Request {
@@ -89,6 +93,7 @@ impl Request {
         RequestContext {
             token: self.token.as_deref(),
             transport: Transport::Rest,
+            audit: self.audit.as_deref(),
         }
     }
 
@@ -123,6 +128,7 @@ pub fn router(service: Arc<Service>, limits: Limits) -> Router {
 
 async fn handle(
     State(state): State<RestState>,
+    remote: Option<Extension<ConnectInfo<crate::tls::RemoteAddr>>>,
     method: Method,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
@@ -142,11 +148,97 @@ async fn handle(
         }
         Err(rejection) => return Reply::bad_request(rejection.body_text()).into_response(),
     };
-    let request = match decode(&method, path, query.as_deref(), &headers, &body) {
+    let mut request = match decode(&method, path, query.as_deref(), &headers, &body) {
         Ok(request) => request,
         Err(reply) => return reply.into_response(),
     };
-    dispatch(state, request).await.into_response()
+    let frame = if is_audited(&request.path) {
+        state
+            .service
+            .audit_frame(request.token.as_deref(), || RequestView {
+                id: String::new(),
+                operation: request.operation.audit_name(),
+                path: request.path.clone(),
+                remote: remote.map(|Extension(ConnectInfo(address))| address.0),
+                data: (!request.fields.is_empty()).then(|| Value::Object(request.fields.clone())),
+                transport: Transport::Rest.name(),
+            })
+    } else {
+        None
+    };
+    let Some(frame) = frame else {
+        return dispatch(state, request).await.into_response();
+    };
+    request.audit = Some(frame.clone());
+    let service = state.service.clone();
+    let reply = dispatch(state, request).await;
+    let reply = match service.audit_finish(&frame, audit_view(&reply)).await {
+        Ok(()) => reply,
+        // Fail closed: an answer no device could record is not released.
+        Err(error) => crate::api::error::rest_reply(&error, None),
+    };
+    reply.into_response_with_id(Some(frame.request_id()))
+}
+
+/// Vault does not audit the seal lifecycle and health endpoints (reference §12).
+fn is_audited(path: &str) -> bool {
+    !matches!(
+        path,
+        "sys/init" | "sys/seal-status" | "sys/seal" | "sys/unseal" | "sys/leader" | "sys/health"
+    )
+}
+
+/// What the audit log records of a reply.
+fn audit_view(reply: &Reply) -> ResponseView {
+    match reply {
+        Reply::Envelope {
+            status,
+            data,
+            warnings,
+            auth,
+            ..
+        } => ResponseView {
+            status: status.as_u16(),
+            data: match (data, auth) {
+                // A token reply's secret is in `auth`: keep it, hashed like the rest.
+                (Some(data), None) => Some(data.clone()),
+                (data, Some(auth)) => Some(serde_json::json!({ "data": data, "auth": auth })),
+                (None, None) => None,
+            },
+            warnings: warnings.clone(),
+            error: None,
+        },
+        Reply::Raw(status, value) => ResponseView {
+            status: status.as_u16(),
+            data: (!value.is_null()).then(|| value.clone()),
+            ..ResponseView::default()
+        },
+        Reply::NoContent => ResponseView {
+            status: 204,
+            ..ResponseView::default()
+        },
+        Reply::Errors(status, messages) => ResponseView {
+            status: status.as_u16(),
+            error: Some(if messages.is_empty() {
+                status.canonical_reason().unwrap_or("error").to_owned()
+            } else {
+                messages.join("; ")
+            }),
+            ..ResponseView::default()
+        },
+    }
+}
+
+impl Operation {
+    /// Vault's audit `operation` (transit requests refine it by capability).
+    fn audit_name(self) -> &'static str {
+        match self {
+            Self::Read | Self::Head => "read",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::List => "list",
+        }
+    }
 }
 
 /// Routes a decoded request to its handler.
@@ -209,6 +301,7 @@ fn decode(
         path,
         fields,
         token,
+        audit: None,
     })
 }
 

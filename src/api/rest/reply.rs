@@ -122,6 +122,14 @@ pub fn multierror(message: impl std::fmt::Display) -> String {
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
+        self.into_response_with_id(None)
+    }
+}
+
+impl Reply {
+    /// The HTTP response, with `request_id` set to `id` (the id the audit log
+    /// recorded) or a fresh one.
+    pub fn into_response_with_id(self, id: Option<String>) -> Response {
         let (status, body) = match self {
             Self::Envelope {
                 status,
@@ -136,7 +144,10 @@ impl IntoResponse for Reply {
                         body.insert(k.clone(), v.clone());
                     }
                 }
-                body.insert("request_id".into(), Value::String(request_id()));
+                body.insert(
+                    "request_id".into(),
+                    Value::String(id.unwrap_or_else(crate::audit::new_request_id)),
+                );
                 body.insert("lease_id".into(), Value::String(String::new()));
                 body.insert("renewable".into(), Value::Bool(false));
                 body.insert("lease_duration".into(), json!(0));
@@ -179,14 +190,4 @@ impl Reply {
             other => other,
         }
     }
-}
-
-/// A fresh UUID v4 for `request_id`, from the thread-local CSPRNG: the id is
-/// not secret, and `Uuid::new_v4` would cost a `getrandom` system call per reply.
-fn request_id() -> String {
-    let mut bytes = [0u8; 16];
-    crate::crypto::random::fill(&mut bytes);
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .to_string()
 }

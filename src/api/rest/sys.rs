@@ -1,5 +1,5 @@
 //! `sys/` endpoints (reference §9): init, unseal, seal, seal-status, health,
-//! mounts and ACL policies.
+//! mounts, ACL policies and audit devices.
 
 use axum::http::StatusCode;
 use base64::Engine as _;
@@ -65,16 +65,15 @@ pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
                 Err(error) => rest_reply(&error, None),
             }
         }
-        // No audit device exists until the audit subsystem lands: the listing is
-        // truthfully empty, and enabling one is refused rather than ignored.
-        ("audit", Operation::Read) => match state.service.authorize(
-            &request.context(),
-            "sys/audit",
-            &[Capability::Read, Capability::Sudo],
-        ) {
-            Ok(_) => injected(json!({})),
-            Err(error) => rest_reply(&error, None),
-        },
+        ("audit", Operation::Read) => list_audit(state, &request),
+        ("audit/signing-key", Operation::Read) => audit_signing_key(state, &request),
+        (p, Operation::Update | Operation::Delete) if p.starts_with("audit/") => {
+            audit_device(state, &request, &p["audit/".len()..])
+        }
+        (p, _) if p.starts_with("audit/") => Reply::unsupported_operation(),
+        (p, Operation::Update) if p.starts_with("audit-hash/") => {
+            audit_hash(state, &request, &p["audit-hash/".len()..])
+        }
         ("internal/specs/openapi" | "internal/openapi", Operation::Read) => {
             openapi(state, &request)
         }
@@ -443,6 +442,110 @@ fn tune(state: &RestState, request: &Request, path: &str) -> Reply {
             "force_no_cache": false,
             "description": info.description,
         })),
+    }
+}
+
+/// `GET sys/audit`: the devices keyed by path (reference §9.9).
+fn list_audit(state: &RestState, request: &Request) -> Reply {
+    match state.service.audit_devices(&request.context()) {
+        Ok(devices) => {
+            let listing: Map<String, Value> = devices
+                .into_iter()
+                .map(|device| {
+                    let info = json!({
+                        "type": device.kind,
+                        "description": device.description,
+                        "options": device.options,
+                        "local": device.local,
+                        "path": device.path,
+                    });
+                    (device.path, info)
+                })
+                .collect();
+            injected(Value::Object(listing))
+        }
+        Err(error) => rest_reply(&error, None),
+    }
+}
+
+/// `GET sys/audit/signing-key`: the Ed25519 public key that signs checkpoints,
+/// for `cipherd audit verify --public-key`.
+fn audit_signing_key(state: &RestState, request: &Request) -> Reply {
+    match state.service.audit_signing_key(&request.context()) {
+        Ok((public_key, key_id)) => injected(json!({
+            "algorithm": "ed25519",
+            "public_key": public_key,
+            "key_id": key_id,
+        })),
+        Err(error) => rest_reply(&error, None),
+    }
+}
+
+/// `PUT/POST sys/audit/:path` (enable) and `DELETE sys/audit/:path`.
+fn audit_device(state: &RestState, request: &Request, path: &str) -> Reply {
+    let ctx = request.context();
+    if request.operation == Operation::Delete {
+        return match state.service.disable_audit(&ctx, path) {
+            Ok(()) => Reply::NoContent,
+            Err(error) => rest_reply(&error, None),
+        };
+    }
+    let fields = request.fields();
+    let spec = (|| {
+        let kind = fields
+            .str("type")
+            .map_err(|e| e.to_string())?
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| "type is required".to_owned())?;
+        let options = match fields.raw("options") {
+            None | Some(Value::Null) => Default::default(),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(name, value)| {
+                    let text = match value {
+                        Value::String(text) => text.clone(),
+                        Value::Bool(_) | Value::Number(_) => value.to_string(),
+                        _ => return Err(format!("option {name:?} must be a string")),
+                    };
+                    Ok((name.clone(), text))
+                })
+                .collect::<Result<_, String>>()?,
+            Some(_) => return Err("options must be an object of strings".to_owned()),
+        };
+        Ok::<_, String>(crate::audit::DeviceSpec {
+            path: path.to_owned(),
+            kind,
+            description: fields
+                .str("description")
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default(),
+            options,
+            local: fields
+                .bool("local")
+                .map_err(|e| e.to_string())?
+                .unwrap_or(false),
+        })
+    })();
+    let spec = match spec {
+        Ok(spec) => spec,
+        Err(message) => return Reply::bad_request(message),
+    };
+    match state.service.enable_audit(&ctx, &spec) {
+        Ok(()) => Reply::NoContent,
+        Err(error) => rest_reply(&error, None),
+    }
+}
+
+/// `POST sys/audit-hash/:path {"input": ...}`.
+fn audit_hash(state: &RestState, request: &Request, path: &str) -> Reply {
+    let input = match request.fields().str("input") {
+        Ok(Some(input)) if !input.is_empty() => input,
+        Ok(_) => return Reply::bad_request("the \"input\" parameter is empty"),
+        Err(error) => return Reply::bad_request(error.to_string()),
+    };
+    match state.service.audit_hash(&request.context(), path, &input) {
+        Ok(hash) => injected(json!({ "hash": hash })),
+        Err(error) => rest_reply(&error, None),
     }
 }
 

@@ -1,0 +1,480 @@
+//! The audit subsystem: who used which key, when, how, and proof that the
+//! record is whole.
+//!
+//! It owns the audit devices (`file` and `stdout`, several at once), what an
+//! entry says ([`entry`]), how sensitive values are hashed ([`hasher`]), the
+//! hash chain and signed checkpoints ([`chain`]), and the offline checks and
+//! reports that read a log back ([`verify`], [`report`]). The service layer
+//! drives it: one [`Frame`] per request, a `request` entry once the request
+//! is authorized and a `response` entry when it is answered.
+//!
+//! **Fail closed.** When devices are enabled and none of them can write an
+//! entry, the request is refused. An operation that changes state (a key is
+//! created, rotated, configured, deleted, a token or policy is written) waits
+//! until its request entry is written before it runs. A read-only crypto
+//! operation (encrypt, decrypt, sign, ...) changes nothing, so its request
+//! entry is written while it runs; its result is released only once both its
+//! entries are written. Either way no result leaves the server unaudited.
+
+pub mod chain;
+mod device;
+pub mod entry;
+mod error;
+pub mod hasher;
+pub mod report;
+mod store;
+pub mod verify;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+pub use chain::CheckpointSigner;
+pub use device::Device;
+pub use entry::{AuthView, CipherdView, RequestView, ResponseView};
+pub use error::AuditError;
+
+use crate::crypto::SecretBytes;
+use crate::storage::Storage;
+use device::Waiter;
+use store::DeviceRecord;
+
+/// A device to enable, from the API or the server's flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// Mount path (a trailing `/` is added).
+    pub path: String,
+    /// `file` or `stdout`.
+    pub kind: String,
+    /// Free text.
+    pub description: String,
+    /// Options (`file_path`, `fsync`, ...).
+    pub options: BTreeMap<String, String>,
+    /// Vault's `local` flag.
+    pub local: bool,
+}
+
+/// A device as `sys/audit` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Mount path with trailing `/`.
+    pub path: String,
+    /// `file` or `stdout`.
+    pub kind: String,
+    /// Free text.
+    pub description: String,
+    /// Options.
+    pub options: BTreeMap<String, String>,
+    /// Vault's `local` flag.
+    pub local: bool,
+}
+
+/// The enabled devices of one unsealed server.
+pub struct AuditLog {
+    storage: Arc<dyn Storage>,
+    signer: Arc<CheckpointSigner>,
+    devices: ArcSwap<Vec<Arc<Device>>>,
+    records: Mutex<Vec<DeviceRecord>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("devices", &self.devices.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Normalizes a device path: no leading `/`, one trailing `/`.
+fn device_path(path: &str) -> Result<String, AuditError> {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        return Err(AuditError::invalid("audit device path is empty"));
+    }
+    if trimmed == "signing-key" {
+        return Err(AuditError::invalid(
+            "\"signing-key\" is reserved: sys/audit/signing-key serves the checkpoint public key",
+        ));
+    }
+    if !trimmed
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    {
+        return Err(AuditError::invalid(
+            "audit device paths may use letters, digits, '-', '_', '.' and '/'",
+        ));
+    }
+    Ok(format!("{trimmed}/"))
+}
+
+impl AuditLog {
+    /// Loads the device table and the signing key from `storage` (creating
+    /// the key on first use), enables `declared` devices that are not enabled
+    /// yet (the server's `--audit-*` flags), and starts every device.
+    pub fn open(storage: Arc<dyn Storage>, declared: &[DeviceSpec]) -> Result<Self, AuditError> {
+        let seed = store::signing_seed(&storage)?;
+        let signer = Arc::new(
+            CheckpointSigner::from_seed(&seed)
+                .ok_or_else(|| AuditError::invalid("stored audit signing key is corrupt"))?,
+        );
+        let mut records = store::load_devices(&storage)?;
+        let mut changed = false;
+        for spec in declared {
+            let path = device_path(&spec.path)?;
+            if !records.iter().any(|r| r.path == path) {
+                device::DeviceSettings::parse(&spec.kind, &spec.options)?;
+                records.push(DeviceRecord::new(
+                    path,
+                    spec.kind.clone(),
+                    spec.description.clone(),
+                    spec.options.clone(),
+                    spec.local,
+                ));
+                changed = true;
+            }
+        }
+        if changed {
+            store::save_devices(&storage, &records)?;
+        }
+        let mut devices = Vec::with_capacity(records.len());
+        for record in &records {
+            devices.push(Arc::new(start(record, &signer)?));
+        }
+        Ok(Self {
+            storage,
+            signer,
+            devices: ArcSwap::from_pointee(devices),
+            records: Mutex::new(records),
+        })
+    }
+
+    /// Whether any device is enabled (no device: nothing is audited).
+    pub fn is_enabled(&self) -> bool {
+        !self.devices.load().is_empty()
+    }
+
+    /// The enabled devices, by path.
+    pub fn list(&self) -> Vec<DeviceInfo> {
+        self.devices
+            .load()
+            .iter()
+            .map(|device| DeviceInfo {
+                path: device.path.clone(),
+                kind: device.kind.clone(),
+                description: device.description.clone(),
+                options: device.options.clone(),
+                local: self
+                    .records
+                    .lock()
+                    .iter()
+                    .any(|r| r.path == device.path && r.local),
+            })
+            .collect()
+    }
+
+    /// Enables a device: validates its options, opens its output, stores it.
+    pub fn enable(&self, spec: &DeviceSpec) -> Result<(), AuditError> {
+        let path = device_path(&spec.path)?;
+        let mut records = self.records.lock();
+        if records.iter().any(|r| r.path == path) {
+            return Err(AuditError::PathInUse);
+        }
+        let record = DeviceRecord::new(
+            path,
+            spec.kind.clone(),
+            spec.description.clone(),
+            spec.options.clone(),
+            spec.local,
+        );
+        let device = Arc::new(start(&record, &self.signer)?);
+        let mut next = records.clone();
+        next.push(record);
+        if let Err(error) = store::save_devices(&self.storage, &next) {
+            device.stop();
+            return Err(error);
+        }
+        *records = next;
+        let mut devices = Vec::clone(&self.devices.load());
+        devices.push(device);
+        self.devices.store(Arc::new(devices));
+        Ok(())
+    }
+
+    /// Disables the device at `path` (writing its final checkpoint). Disabling
+    /// a path with no device is not an error, as in Vault.
+    pub fn disable(&self, path: &str) -> Result<(), AuditError> {
+        let path = device_path(path)?;
+        let mut records = self.records.lock();
+        if !records.iter().any(|r| r.path == path) {
+            return Ok(());
+        }
+        let next: Vec<DeviceRecord> = records.iter().filter(|r| r.path != path).cloned().collect();
+        store::save_devices(&self.storage, &next)?;
+        *records = next;
+        let (gone, kept): (Vec<_>, Vec<_>) = self
+            .devices
+            .load()
+            .iter()
+            .cloned()
+            .partition(|d| d.path == path);
+        self.devices.store(Arc::new(kept));
+        for device in gone {
+            device.stop();
+        }
+        Ok(())
+    }
+
+    /// `sys/audit-hash/:path`: what the device at `path` writes for `input`.
+    pub fn hash(&self, path: &str, input: &str) -> Result<String, AuditError> {
+        let path = device_path(path)?;
+        self.devices
+            .load()
+            .iter()
+            .find(|d| d.path == path)
+            .map(|d| d.hasher.hash_str(input))
+            .ok_or(AuditError::NoSuchDevice)
+    }
+
+    /// The checkpoint public key, base64 (`sys/audit/signing-key`).
+    pub fn signing_key(&self) -> (String, String) {
+        (self.signer.public_key_base64(), self.signer.key_id())
+    }
+
+    /// Writes the request entry of `frame` to every device. With `wait` it
+    /// returns once at least one device wrote it (else `Unavailable`);
+    /// without, the answers are kept in the frame and awaited with the
+    /// response entry.
+    pub fn log_request(&self, frame: &Frame) -> Result<(), AuditError> {
+        let devices = self.devices.load_full();
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let time = entry::now_rfc3339();
+        let mut state = frame.state.lock();
+        if state.request_logged {
+            return Ok(());
+        }
+        state.request_logged = true;
+        let wait = !state.read_only;
+        let mut blocking = Vec::new();
+        for device in devices.iter() {
+            let body = entry::render(
+                "request",
+                &time,
+                &state.auth,
+                &state.request,
+                None,
+                &state.cipherd,
+                &device.hasher,
+                device.render,
+            );
+            if wait {
+                let (answer, heard) = std::sync::mpsc::sync_channel(1);
+                device.submit(body, Waiter::Blocking(answer));
+                blocking.push(heard);
+            } else {
+                let (answer, heard) = tokio::sync::oneshot::channel();
+                device.submit(body, Waiter::Async(answer));
+                state.pending.push((device.path.clone(), heard));
+            }
+        }
+        drop(state);
+        if wait {
+            let written = blocking
+                .into_iter()
+                .filter(|heard| heard.recv().unwrap_or(false))
+                .count();
+            if written == 0 {
+                return Err(AuditError::Unavailable);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the response entry of `frame` (and its request entry first, if
+    /// the request never reached an authorization check) and waits until
+    /// some device has written every entry of the request.
+    pub async fn log_response(
+        &self,
+        frame: &Frame,
+        response: ResponseView,
+    ) -> Result<(), AuditError> {
+        let devices = self.devices.load_full();
+        if devices.is_empty() {
+            return Ok(());
+        }
+        {
+            // A request that never reached an authorization check has already
+            // run: its request entry is written with the response, not before.
+            let mut state = frame.state.lock();
+            if !state.request_logged {
+                state.read_only = true;
+            }
+        }
+        self.log_request(frame)?;
+        let time = entry::now_rfc3339();
+        let mut waits = Vec::new();
+        {
+            let mut state = frame.state.lock();
+            if let Some(data) = &response.data {
+                entry::collect_versions(data, &mut state.cipherd.key_versions);
+            }
+            let pending = std::mem::take(&mut state.pending);
+            for device in devices.iter() {
+                let body = entry::render(
+                    "response",
+                    &time,
+                    &state.auth,
+                    &state.request,
+                    Some(&response),
+                    &state.cipherd,
+                    &device.hasher,
+                    device.render,
+                );
+                let (answer, heard) = tokio::sync::oneshot::channel();
+                device.submit(body, Waiter::Async(answer));
+                waits.push((device.path.clone(), heard));
+            }
+            waits.extend(pending);
+        }
+        // A device counts when it wrote every entry it was given for this request.
+        let mut outcome: BTreeMap<String, bool> = BTreeMap::new();
+        for (path, heard) in waits {
+            let written = heard.await.unwrap_or(false);
+            let slot = outcome.entry(path).or_insert(true);
+            *slot &= written;
+        }
+        if outcome.values().any(|&written| written) {
+            Ok(())
+        } else {
+            Err(AuditError::Unavailable)
+        }
+    }
+
+    /// Stops every device, each with a final checkpoint (on seal and shutdown).
+    pub fn close(&self) {
+        let devices = self.devices.swap(Arc::new(Vec::new()));
+        for device in devices.iter() {
+            device.stop();
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn start(record: &DeviceRecord, signer: &Arc<CheckpointSigner>) -> Result<Device, AuditError> {
+    let salt: SecretBytes = record.salt()?;
+    Device::start(
+        &record.path,
+        &record.kind,
+        &record.description,
+        record.options.clone(),
+        &salt,
+        signer.clone(),
+    )
+}
+
+/// One request's audit state, from the adapter through the service.
+pub struct Frame {
+    state: Mutex<FrameState>,
+}
+
+struct FrameState {
+    request: RequestView,
+    auth: AuthView,
+    cipherd: CipherdView,
+    request_logged: bool,
+    /// True for operations that change nothing (their request entry need not
+    /// be written before they run).
+    read_only: bool,
+    pending: Vec<(String, tokio::sync::oneshot::Receiver<bool>)>,
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame").finish_non_exhaustive()
+    }
+}
+
+impl Frame {
+    /// A frame for `request`; `token` is the client token as sent.
+    pub fn new(mut request: RequestView, token: Option<&str>) -> Self {
+        let mut cipherd = CipherdView::default();
+        if let Some(data) = &request.data {
+            entry::collect_versions(data, &mut cipherd.key_versions);
+            cipherd.items = entry::batch_items(data);
+        }
+        if request.id.is_empty() {
+            request.id = new_request_id();
+        }
+        Self {
+            state: Mutex::new(FrameState {
+                request,
+                auth: AuthView {
+                    client_token: token.map(str::to_owned),
+                    ..AuthView::default()
+                },
+                cipherd,
+                request_logged: false,
+                read_only: false,
+                pending: Vec::new(),
+            }),
+        }
+    }
+
+    /// The client token as sent.
+    pub fn client_token(&self) -> Option<String> {
+        self.state.lock().auth.client_token.clone()
+    }
+
+    /// The request id.
+    pub fn request_id(&self) -> String {
+        self.state.lock().request.id.clone()
+    }
+
+    /// Whether the request entry was written (or queued) already.
+    pub fn request_logged(&self) -> bool {
+        self.state.lock().request_logged
+    }
+
+    /// Records who the token belongs to and whether the ACL allowed the request.
+    pub fn set_auth(&self, update: impl FnOnce(&mut AuthView)) {
+        update(&mut self.state.lock().auth);
+    }
+
+    /// Records what the request touches: the path it was checked as, the
+    /// operation, the mount and key, and whether it changes nothing.
+    pub fn set_target(
+        &self,
+        path: &str,
+        operation: &'static str,
+        mount: Option<&str>,
+        key: Option<&str>,
+        read_only: bool,
+    ) {
+        let mut state = self.state.lock();
+        if state.request.path.is_empty() {
+            path.clone_into(&mut state.request.path);
+        }
+        state.request.operation = operation;
+        state.cipherd.mount = mount.map(str::to_owned);
+        state.cipherd.key = key.map(str::to_owned);
+        state.read_only = read_only;
+    }
+}
+
+/// A fresh UUID v4 from the thread-local CSPRNG: an id, not a secret, and
+/// `Uuid::new_v4` would cost a `getrandom` system call per request.
+pub fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    crate::crypto::random::fill(&mut bytes);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}

@@ -1,0 +1,154 @@
+//! The service's side of auditing: opening a request's [`Frame`], filling in
+//! who the token belongs to at the ACL check, writing the response entry, and
+//! the `sys/audit*` operations (enable, disable, list, hash, signing key).
+
+use std::sync::Arc;
+
+use super::{RequestContext, Service, ServiceError, Unsealed};
+use crate::audit::{AuditError, DeviceInfo, DeviceSpec, Frame, RequestView, ResponseView};
+use crate::auth::{Capability, TokenEntry};
+
+/// Vault's audit `operation` for a capability.
+pub fn operation_name(capability: Capability) -> &'static str {
+    match capability {
+        Capability::Create => "create",
+        Capability::Read => "read",
+        Capability::Delete => "delete",
+        Capability::List => "list",
+        Capability::Patch => "patch",
+        Capability::Update | Capability::Sudo | Capability::Deny => "update",
+    }
+}
+
+/// Fills the frame's `auth` from the ACL decision: the token entry when the
+/// token is valid (looked up without spending a use when the ACL said no).
+pub(super) fn record_auth(
+    frame: &Frame,
+    state: &Unsealed,
+    token: Option<&str>,
+    decision: &Result<Arc<TokenEntry>, ServiceError>,
+) {
+    let entry = match decision {
+        Ok(entry) => Some(entry.clone()),
+        Err(_) => token.and_then(|t| state.auth.lookup(t).ok()),
+    };
+    let allowed = match decision {
+        Ok(_) => Some(true),
+        Err(ServiceError::PermissionDenied | ServiceError::Auth(_)) => Some(false),
+        Err(_) => None,
+    };
+    frame.set_auth(|auth| {
+        auth.allowed = allowed;
+        if let Some(entry) = entry {
+            fill_token(auth, &entry);
+        }
+    });
+}
+
+fn fill_token(auth: &mut crate::audit::AuthView, entry: &TokenEntry) {
+    auth.accessor = Some(entry.accessor.clone());
+    auth.display_name = Some(entry.display_name.clone());
+    auth.policies.clone_from(&entry.policies);
+    auth.metadata = entry
+        .meta
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    auth.token_ttl = entry.creation_ttl_secs;
+    let issued = time::OffsetDateTime::from_unix_timestamp(
+        i64::try_from(entry.creation_time_unix).unwrap_or(0),
+    )
+    .ok()
+    .and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    });
+    auth.token_issue_time = issued;
+}
+
+impl Service {
+    /// A frame for a request, or `None` when nothing is audited (sealed, or
+    /// no device enabled): then auditing costs one atomic load per request.
+    /// `describe` is only called when a frame is made.
+    pub fn audit_frame(
+        &self,
+        token: Option<&str>,
+        describe: impl FnOnce() -> RequestView,
+    ) -> Option<Arc<Frame>> {
+        let state = self.unsealed.load();
+        let state = state.as_ref()?;
+        if !state.audit.is_enabled() {
+            return None;
+        }
+        Some(Arc::new(Frame::new(describe(), token)))
+    }
+
+    /// Writes the response entry (and the request entry, if the request never
+    /// reached an ACL check) and waits until a device has written both. An
+    /// error means the answer must not be released.
+    pub async fn audit_finish(
+        &self,
+        frame: &Frame,
+        response: ResponseView,
+    ) -> Result<(), ServiceError> {
+        let Some(state) = self.unsealed.load_full() else {
+            // Sealed while the request ran: the devices are closed, and the
+            // answer cannot be audited.
+            return Err(ServiceError::Audit(AuditError::Unavailable));
+        };
+        if !frame.request_logged() {
+            let token = frame.client_token();
+            if let Some(token) = token.as_deref()
+                && let Ok(entry) = state.auth.lookup(token)
+            {
+                frame.set_auth(|auth| fill_token(auth, &entry));
+            }
+        }
+        Ok(state.audit.log_response(frame, response).await?)
+    }
+
+    /// `GET sys/audit`.
+    pub fn audit_devices(&self, ctx: &RequestContext<'_>) -> Result<Vec<DeviceInfo>, ServiceError> {
+        let (state, _) = self.authorize_sudo(ctx, "sys/audit", Capability::Read)?;
+        Ok(state.audit.list())
+    }
+
+    /// `PUT sys/audit/:path`.
+    pub fn enable_audit(
+        &self,
+        ctx: &RequestContext<'_>,
+        spec: &DeviceSpec,
+    ) -> Result<(), ServiceError> {
+        let path = format!("sys/audit/{}", spec.path.trim_matches('/'));
+        let (state, _) = self.authorize_sudo(ctx, &path, Capability::Update)?;
+        Ok(state.audit.enable(spec)?)
+    }
+
+    /// `DELETE sys/audit/:path`.
+    pub fn disable_audit(&self, ctx: &RequestContext<'_>, path: &str) -> Result<(), ServiceError> {
+        let acl_path = format!("sys/audit/{}", path.trim_matches('/'));
+        let (state, _) = self.authorize_sudo(ctx, &acl_path, Capability::Delete)?;
+        Ok(state.audit.disable(path)?)
+    }
+
+    /// `POST sys/audit-hash/:path`.
+    pub fn audit_hash(
+        &self,
+        ctx: &RequestContext<'_>,
+        path: &str,
+        input: &str,
+    ) -> Result<String, ServiceError> {
+        let acl_path = format!("sys/audit-hash/{}", path.trim_matches('/'));
+        let (state, _) = self.authorize_sudo(ctx, &acl_path, Capability::Update)?;
+        Ok(state.audit.hash(path, input)?)
+    }
+
+    /// `GET sys/audit/signing-key`: the checkpoint public key (base64) and its id.
+    pub fn audit_signing_key(
+        &self,
+        ctx: &RequestContext<'_>,
+    ) -> Result<(String, String), ServiceError> {
+        let (state, _) = self.authorize_sudo(ctx, "sys/audit/signing-key", Capability::Read)?;
+        Ok(state.audit.signing_key())
+    }
+}
