@@ -13,7 +13,7 @@ use super::bulk::Connection;
 use super::checkpoint::{Checkpoint, Position, job_id};
 use super::job_file::{FileJob, run_file};
 use super::job_pg::run_postgres;
-use super::report::ReportHeader;
+use super::report::{Report, ReportHeader};
 use super::scan::scan_source;
 use super::source_file::format_of;
 use super::source_pg::TableSpec;
@@ -110,6 +110,7 @@ pub(super) fn settle(actions: &[Action], results: Vec<Result<String, String>>) -
 pub(super) async fn run(args: &SourceArgs, settings: Settings) -> Result<(), RewrapError> {
     let source = Source::from_args(args)?;
     let started = Instant::now();
+    // A dry run with an explicit target needs no server.
     let connection = if settings.dry_run && settings.target_version.is_some() {
         None
     } else {
@@ -124,42 +125,12 @@ pub(super) async fn run(args: &SourceArgs, settings: Settings) -> Result<(), Rew
             .await?,
         )
     };
-    let target = match &connection {
-        Some(connection) => {
-            let key = connection.read_key().await?;
-            if key.derived {
-                return Err(RewrapError::Usage(format!(
-                    "key {} is derived: rewrapping needs each value's context, which bulk rewrap does not take",
-                    settings.key
-                )));
-            }
-            if !key.supports_decryption {
-                return Err(RewrapError::Usage(format!(
-                    "key {} does not encrypt",
-                    settings.key
-                )));
-            }
-            let target = settings.target_version.unwrap_or(key.latest_version);
-            if target > key.latest_version || target < key.min_decryption_version {
-                return Err(RewrapError::Usage(format!(
-                    "--target-version {target} is outside the key's versions {}..={}",
-                    key.min_decryption_version, key.latest_version
-                )));
-            }
-            target
-        }
-        // A dry run with an explicit target needs no server.
-        None => settings.target_version.unwrap_or(1),
+    let target = match (&connection, settings.target_version) {
+        (Some(connection), wanted) => target_version(connection, &settings.key, wanted).await?,
+        (None, Some(wanted)) => wanted,
+        (None, None) => return Err(RewrapError::Protocol("no server to read the key from")),
     };
 
-    let header = ReportHeader {
-        source: source.label(),
-        mount: &settings.mount,
-        key: &settings.key,
-        target_version: target,
-        dry_run: settings.dry_run,
-        resumed: settings.resume,
-    };
     let report = match (&source, connection) {
         (_, _) if settings.dry_run => {
             if let Source::File {
@@ -170,82 +141,25 @@ pub(super) async fn run(args: &SourceArgs, settings: Settings) -> Result<(), Rew
             }
             scan_source(&source, Some(target), settings.batch_size).await?
         }
-        (_, None) => return Err(RewrapError::Protocol("no server connection")),
         (Source::Postgres(spec), Some(connection)) => {
-            let checkpoint = checkpoint_for(
-                &settings,
-                &[
-                    "postgres",
-                    &spec.identity()?,
-                    &spec.table,
-                    &spec.column,
-                    &spec.key_column,
-                    spec.where_sql.as_deref().unwrap_or(""),
-                ],
-                target,
-            );
-            let resume_key = match resume_position(&checkpoint, settings.resume)? {
-                None => None,
-                Some(Position::Postgres { last_key }) => last_key,
-                Some(Position::File { .. }) => {
-                    return Err(RewrapError::BadCheckpoint {
-                        path: checkpoint.path().to_owned(),
-                        why: "it was written by a file job",
-                    });
-                }
-            };
-            run_postgres(spec, &settings, connection, target, &checkpoint, resume_key).await?
+            postgres_job(spec, &settings, connection, target).await?
         }
-        (
-            Source::File {
-                input,
-                output,
-                field,
-                format,
-            },
-            Some(connection),
-        ) => {
-            let output = output.as_deref().ok_or_else(|| {
-                RewrapError::Usage("--input needs --output (or --dry-run)".into())
-            })?;
-            check_distinct(input, output)?;
-            let checkpoint = checkpoint_for(
-                &settings,
-                &[
-                    "file",
-                    &absolute(input).display().to_string(),
-                    &absolute(output).display().to_string(),
-                    field,
-                    &format!("{format:?}"),
-                ],
-                target,
-            );
-            let resume = match resume_position(&checkpoint, settings.resume)? {
-                None => None,
-                Some(Position::File {
-                    input_offset,
-                    output_offset,
-                    records,
-                }) => Some((input_offset, output_offset, records)),
-                Some(Position::Postgres { .. }) => {
-                    return Err(RewrapError::BadCheckpoint {
-                        path: checkpoint.path().to_owned(),
-                        why: "it was written by a PostgreSQL job",
-                    });
-                }
-            };
-            let files = FileJob {
-                input: input.clone(),
-                output: output.to_owned(),
-                field: field.clone(),
-                format: *format,
-            };
-            run_file(files, &settings, connection, target, &checkpoint, resume).await?
+        (Source::File { .. }, Some(connection)) => {
+            file_job(&source, &settings, connection, target).await?
         }
+        (_, None) => return Err(RewrapError::Protocol("no server connection")),
     };
 
     println!("{}", report.table(settings.dry_run));
     if let Some(path) = &settings.report_json {
+        let header = ReportHeader {
+            source: source.label(),
+            mount: &settings.mount,
+            key: &settings.key,
+            target_version: target,
+            dry_run: settings.dry_run,
+            resumed: settings.resume,
+        };
         report.write_json(path, &header, started.elapsed())?;
     }
     let failed = report.totals().failed;
@@ -254,6 +168,120 @@ pub(super) async fn run(args: &SourceArgs, settings: Settings) -> Result<(), Rew
         return Err(RewrapError::ItemsFailed { count: failed });
     }
     Ok(())
+}
+
+/// The version to rewrap to: `wanted`, or the key's latest; checked against
+/// the key (which must encrypt and must not be derived).
+async fn target_version(
+    connection: &Connection,
+    key_name: &str,
+    wanted: Option<u32>,
+) -> Result<u32, RewrapError> {
+    let key = connection.read_key().await?;
+    if key.derived {
+        return Err(RewrapError::Usage(format!(
+            "key {key_name} is derived: rewrapping needs each value's context, which bulk rewrap does not take"
+        )));
+    }
+    if !key.supports_decryption {
+        return Err(RewrapError::Usage(format!(
+            "key {key_name} does not encrypt"
+        )));
+    }
+    let target = wanted.unwrap_or(key.latest_version);
+    if target > key.latest_version || target < key.min_decryption_version {
+        return Err(RewrapError::Usage(format!(
+            "--target-version {target} is outside the key's versions {}..={}",
+            key.min_decryption_version, key.latest_version
+        )));
+    }
+    Ok(target)
+}
+
+/// A PostgreSQL job: its checkpoint, then the pipeline.
+async fn postgres_job(
+    spec: &TableSpec,
+    settings: &Settings,
+    connection: Connection,
+    target: u32,
+) -> Result<Report, RewrapError> {
+    let checkpoint = checkpoint_for(
+        settings,
+        &[
+            "postgres",
+            &spec.identity()?,
+            &spec.table,
+            &spec.column,
+            &spec.key_column,
+            spec.where_sql.as_deref().unwrap_or(""),
+        ],
+        target,
+    );
+    let resume_key = match resume_position(&checkpoint, settings.resume)? {
+        None => None,
+        Some(Position::Postgres { last_key }) => last_key,
+        Some(Position::File { .. }) => {
+            return Err(RewrapError::BadCheckpoint {
+                path: checkpoint.path().to_owned(),
+                why: "it was written by a file job",
+            });
+        }
+    };
+    run_postgres(spec, settings, connection, target, &checkpoint, resume_key).await
+}
+
+/// A file job: its output and checkpoint checked, then the pipeline.
+async fn file_job(
+    source: &Source,
+    settings: &Settings,
+    connection: Connection,
+    target: u32,
+) -> Result<Report, RewrapError> {
+    let Source::File {
+        input,
+        output,
+        field,
+        format,
+    } = source
+    else {
+        return Err(RewrapError::Protocol("a file job without a file source"));
+    };
+    let output = output
+        .as_deref()
+        .ok_or_else(|| RewrapError::Usage("--input needs --output (or --dry-run)".into()))?;
+    check_distinct(input, output)?;
+    let checkpoint = checkpoint_for(
+        settings,
+        &[
+            "file",
+            &absolute(input).display().to_string(),
+            &absolute(output).display().to_string(),
+            field,
+            &format!("{format:?}"),
+        ],
+        target,
+    );
+    let resume = match resume_position(&checkpoint, settings.resume)? {
+        None => None,
+        Some(Position::File {
+            input_offset,
+            output_offset,
+            records,
+        }) => Some((input_offset, output_offset, records)),
+        Some(Position::Postgres { .. }) => {
+            return Err(RewrapError::BadCheckpoint {
+                path: checkpoint.path().to_owned(),
+                why: "it was written by a PostgreSQL job",
+            });
+        }
+    };
+    let files = FileJob {
+        input: input.clone(),
+        output: output.to_owned(),
+        field: field.clone(),
+        format: *format,
+    };
+    run_file(files, settings, connection, target, &checkpoint, resume).await
 }
 
 /// The checkpoint of this job.
