@@ -173,6 +173,27 @@ async fn csv_rewraps_one_column() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_file_job_resumes_where_it_stopped() {
+    stopped_then_resumed(Stop::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminated_file_job_stops_cleanly_and_resumes() {
+    stopped_then_resumed(Stop::Terminate).await;
+}
+
+/// How the first run of a job is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGKILL: nothing runs in the job.
+    Kill,
+    /// SIGTERM: the job finishes the batches in flight and checkpoints them.
+    Terminate,
+}
+
+/// A rate-limited job stopped once it has checkpointed 6,000 records, then
+/// resumed: every line once, in order, rewrapped; what was written before
+/// the checkpoint untouched.
+async fn stopped_then_resumed(stop: Stop) {
     const LINES: u64 = 30_000;
     let server = Server::start().await;
     let cts = ciphertexts(&server, 1..=LINES).await;
@@ -191,8 +212,19 @@ async fn killed_file_job_resumes_where_it_stopped() {
             .and_then(|c| c["position"]["records"].as_u64())
             .is_some_and(|records| records >= 6_000)
     });
-    job.kill();
-    let position = files.job.checkpoint().expect("checkpoint after the kill");
+    match stop {
+        Stop::Kill => job.kill(),
+        Stop::Terminate => {
+            let sent = std::process::Command::new("kill")
+                .args(["-TERM", &job.child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(sent.success());
+            let status = job.child.wait().expect("wait for the job");
+            assert_eq!(status.code(), Some(1), "a stopped job is not a success");
+        }
+    }
+    let position = files.job.checkpoint().expect("checkpoint after the stop");
     let records = position["position"]["records"].as_u64().expect("records");
     let output_offset = position["position"]["output_offset"]
         .as_u64()
@@ -200,6 +232,10 @@ async fn killed_file_job_resumes_where_it_stopped() {
     assert!(records < LINES, "the kill did not land mid-way");
     let partial = std::fs::read(&files.output).expect("partial output");
     assert!(partial.len() >= output_offset);
+    if stop == Stop::Terminate {
+        // A clean stop checkpoints everything it wrote.
+        assert_eq!(partial.len(), output_offset);
+    }
 
     assert_success(&files.run(&server, &["--batch-size", "500", "--resume"]));
     let done = files.report();

@@ -13,6 +13,7 @@ use super::job::{CHECKPOINT_EVERY, Outcome, first_error, joined, settle};
 use super::progress::{Progress, Unit};
 use super::report::{Bucket, Report};
 use super::source_file::{Record, RecordReader, RecordWriter, Value};
+use super::stop::Stop;
 use super::{Action, FileFormat, RewrapError, Settings, classify};
 
 pub(super) struct FileJob {
@@ -76,8 +77,10 @@ pub(super) async fn run_file(
     // The reader thread hands batches to the submitting task.
     let (batches_tx, mut batches_rx) = mpsc::channel::<FileBatch>(2);
     let batch_size = settings.batch_size;
-    let read =
-        tokio::task::spawn_blocking(move || read_records(reader, batches_tx, batch_size, target));
+    let stop = settings.stop.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        read_records(reader, batches_tx, (batch_size, target), stop)
+    });
     let submit = tokio::spawn(async move {
         let mut submitter = submitter;
         while let Some(batch) = batches_rx.recv().await {
@@ -155,6 +158,12 @@ pub(super) async fn run_file(
     if let Some(error) = first_error(errors) {
         return Err(error);
     }
+    if settings.stop.requested() {
+        // The writer thread stored the checkpoint when the batches ended.
+        return Err(RewrapError::Interrupted {
+            checkpoint: checkpoint.path().to_owned(),
+        });
+    }
     checkpoint.remove()?;
     report.ok_or(RewrapError::Protocol(
         "the output writer returned no report",
@@ -165,10 +174,11 @@ pub(super) async fn run_file(
 fn read_records(
     mut reader: RecordReader,
     batches: mpsc::Sender<FileBatch>,
-    batch_size: usize,
-    target: u32,
+    (batch_size, target): (usize, u32),
+    stop: Stop,
 ) -> Result<(), RewrapError> {
-    loop {
+    // On a stop request, read no further: what was read is still written.
+    while !stop.requested() {
         let mut records = Vec::with_capacity(batch_size);
         while records.len() < batch_size {
             match reader.next()? {
@@ -197,6 +207,7 @@ fn read_records(
             return Ok(());
         }
     }
+    Ok(())
 }
 
 /// The writer thread's state: output, counters, display, checkpoint.

@@ -18,6 +18,7 @@ use super::job::{CHECKPOINT_EVERY, Outcome, first_error, joined, settle};
 use super::progress::{Progress, Unit};
 use super::report::{Bucket, Report};
 use super::source_pg::{self, Change, Pager, TableSpec, TableSql, Writer};
+use super::stop::Stop;
 use super::{Action, RewrapError, Settings, classify};
 
 /// A page on its way through the stream.
@@ -62,8 +63,8 @@ pub(super) async fn run_postgres(
         pager,
         submitter,
         resume_key.clone(),
-        settings.batch_size,
-        target,
+        (settings.batch_size, target),
+        settings.stop.clone(),
     ));
     let (work_tx, work_rx) = mpsc::channel::<PgSettled>(settings.concurrency);
     let dispatcher = tokio::spawn(dispatch_pages(completions, work_tx));
@@ -113,11 +114,14 @@ pub(super) async fn run_postgres(
             errors.push(error);
         }
     }
-    if let Some(error) = first_error(errors) {
+    let outcome = first_error(errors);
+    if outcome.is_some() || settings.stop.requested() {
         if dirty {
             checkpoint.store(&Position::Postgres { last_key })?;
         }
-        return Err(error);
+        return Err(outcome.unwrap_or_else(|| RewrapError::Interrupted {
+            checkpoint: checkpoint.path().to_owned(),
+        }));
     }
     checkpoint.remove()?;
     Ok(report)
@@ -145,11 +149,12 @@ async fn read_pages(
     pager: Pager,
     mut submitter: Submitter<PgBatch>,
     mut after: Option<String>,
-    batch_size: usize,
-    target: u32,
+    (batch_size, target): (usize, u32),
+    stop: Stop,
 ) -> Result<(), RewrapError> {
     let mut sequence = 0u64;
-    loop {
+    // On a stop request, read no further: what was read still completes.
+    while !stop.requested() {
         let rows = pager.page(after.as_deref(), batch_size).await?;
         let Some(last) = rows.last() else {
             return Ok(());
@@ -182,6 +187,7 @@ async fn read_pages(
             return Ok(());
         }
     }
+    Ok(())
 }
 
 /// The dispatcher task: answers in order, settled, to the writers.

@@ -4,7 +4,8 @@
 //!
 //! Layout: [`bulk`] (the gRPC stream with its window and rate limit),
 //! [`source_pg`] (reading pages and writing batches of a table),
-//! [`source_file`] (reading and writing records of a file), [`job`] (a job
+//! [`source_file`] (reading and writing records of a file), [`stop`] (what a
+//! signal does), [`job`] (a job
 //! from flags to summary), [`job_pg`] and [`job_file`] (the pipelines that
 //! connect a source, the stream and a sink), [`scan`] (dry runs and
 //! `versions-in-use`), [`checkpoint`], [`progress`] and [`report`].
@@ -26,6 +27,7 @@ mod report;
 mod scan;
 mod source_file;
 mod source_pg;
+mod stop;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -233,6 +235,15 @@ pub enum RewrapError {
         /// What is wrong.
         why: String,
     },
+    /// The job stopped on a signal before the end; it can be resumed.
+    #[error(
+        "stopped on a signal: progress is in {}; continue with --resume",
+        .checkpoint.display()
+    )]
+    Interrupted {
+        /// The checkpoint file.
+        checkpoint: PathBuf,
+    },
     /// The command line is incomplete or contradictory.
     #[error("{0}")]
     Usage(String),
@@ -280,6 +291,7 @@ struct Settings {
     dry_run: bool,
     report_json: Option<PathBuf>,
     log_interval: Duration,
+    stop: stop::Stop,
 }
 
 /// Runs bulk `cipherd rewrap`. `positional_key` is the KEY argument, if any.
@@ -344,6 +356,7 @@ pub async fn run(
         dry_run: args.dry_run,
         report_json: args.report_json,
         log_interval: Duration::from_secs_f64(args.log_interval),
+        stop: stop::Stop::on_signals(),
     };
     job::run(&args.source, settings).await
 }
