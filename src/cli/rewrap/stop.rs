@@ -17,12 +17,13 @@ impl Stop {
         let stop = Self::default();
         let flag = stop.0.clone();
         tokio::spawn(async move {
-            signal().await;
+            // The server's own shutdown signals: Ctrl-C or SIGTERM.
+            crate::cli::shutdown_signal().await;
             eprintln!(
                 "rewrap: stopping after the batches in flight (signal again to quit at once)"
             );
             flag.store(true, Ordering::SeqCst);
-            signal().await;
+            crate::cli::shutdown_signal().await;
             eprintln!("rewrap: quitting; the checkpoint holds what was written");
             std::process::exit(130);
         });
@@ -32,27 +33,5 @@ impl Stop {
     /// Whether the readers should stop.
     pub(super) fn requested(&self) -> bool {
         self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
     }
 }
