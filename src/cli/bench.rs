@@ -141,7 +141,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("  done: {}", row.name);
         rows.push(row);
     }
-    let row = bulk(&channels[0], &token, 1000, args.window, duration).await?;
+    let template = pb::BulkRequest {
+        operation: pb::BulkOperation::Encrypt.into(),
+        key: KEY.into(),
+        items: (0..1000)
+            .map(|_| pb::BulkItem {
+                plaintext: plaintext(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let row = bulk(&channels[0], &token, template, args.window, duration).await?;
+    eprintln!("  done: {}", row.name);
+    rows.push(row);
+    // Rewrap (decrypt + encrypt on the server) is what `cipherd rewrap`
+    // streams: its baseline.
+    let template = rewrap_template(&channels[0], &token, 1000).await?;
+    let row = bulk(&channels[0], &token, template, args.window, duration).await?;
     eprintln!("  done: {}", row.name);
     rows.push(row);
 
@@ -416,24 +433,59 @@ async fn batch(
     .await
 }
 
-/// The Bulk stream: batches of `size`, at most `window` in flight.
-async fn bulk(
+/// A Bulk rewrap batch of `size` ciphertexts of 64-byte items.
+async fn rewrap_template(
     channel: &Channel,
-    token: &Arc<str>,
+    token: &str,
     size: usize,
-    window: usize,
-    duration: Duration,
-) -> anyhow::Result<Row> {
-    let template = pb::BulkRequest {
-        operation: pb::BulkOperation::Encrypt.into(),
+) -> anyhow::Result<pb::BulkRequest> {
+    let message = pb::EncryptBatchRequest {
         key: KEY.into(),
         items: (0..size)
-            .map(|_| pb::BulkItem {
+            .map(|_| pb::EncryptItem {
                 plaintext: plaintext(),
                 ..Default::default()
             })
             .collect(),
         ..Default::default()
+    };
+    let answer = client(channel)
+        .encrypt_batch(with_token(token, message)?)
+        .await
+        .context("encrypting the rewrap batch")?;
+    let items = answer
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| match r.result {
+            Some(pb::ciphertext_result::Result::Ok(c)) => Ok(pb::BulkItem {
+                ciphertext: c.ciphertext,
+                ..Default::default()
+            }),
+            _ => Err(anyhow::anyhow!("encrypting the rewrap batch failed")),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(pb::BulkRequest {
+        operation: pb::BulkOperation::Rewrap.into(),
+        key: KEY.into(),
+        items,
+        ..Default::default()
+    })
+}
+
+/// The Bulk stream: copies of `template`, at most `window` in flight.
+async fn bulk(
+    channel: &Channel,
+    token: &Arc<str>,
+    template: pb::BulkRequest,
+    window: usize,
+    duration: Duration,
+) -> anyhow::Result<Row> {
+    let size = template.items.len();
+    let operation = if template.operation == i32::from(pb::BulkOperation::Rewrap) {
+        "rewrap"
+    } else {
+        "encrypt"
     };
     let (tx, rx) = mpsc::channel::<pb::BulkRequest>(window);
     let permits = Arc::new(Semaphore::new(window));
@@ -501,7 +553,7 @@ async fn bulk(
     sender.await.context("Bulk sender")?;
     latencies.sort_unstable();
     Ok(Row {
-        name: format!("gRPC Bulk stream {size}/batch, window {window}"),
+        name: format!("gRPC Bulk stream {operation} {size}/batch, window {window}"),
         calls,
         items,
         errors,

@@ -110,6 +110,17 @@ pub enum KeyCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Count the values of a PostgreSQL column or a file by key version, to
+    /// know when min_decryption_version can be raised.
+    VersionsInUse {
+        /// The key (optional): read over REST to say which minimum is safe.
+        #[arg(long = "key", value_name = "NAME")]
+        key: Option<String>,
+        #[command(flatten)]
+        source: super::rewrap::SourceArgs,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 /// `cipherd encrypt`
@@ -146,16 +157,19 @@ pub struct DecryptArgs {
     common: Common,
 }
 
-/// `cipherd rewrap`
+/// `cipherd rewrap`: one ciphertext (positional KEY and CIPHERTEXT, over
+/// REST), or a bulk job when `--postgres` or `--input` is given.
 #[derive(Debug, Args)]
 pub struct RewrapArgs {
     /// Key name.
-    key: String,
-    /// The `vault:vN:` ciphertext.
-    ciphertext: String,
-    /// Derivation context (raw text).
+    key: Option<String>,
+    /// The `vault:vN:` ciphertext (single mode).
+    ciphertext: Option<String>,
+    /// Derivation context (raw text; single mode).
     #[arg(long)]
     context: Option<String>,
+    #[command(flatten)]
+    job: super::rewrap::JobArgs,
     #[command(flatten)]
     common: Common,
 }
@@ -350,6 +364,32 @@ pub(super) async fn key(command: KeyCommand) -> anyhow::Result<()> {
                 .await?;
             print_data(common.format, &reply)
         }
+        KeyCommand::VersionsInUse {
+            key,
+            source,
+            common,
+        } => {
+            let facts = match key {
+                Some(name) => {
+                    let reply = client
+                        .call("GET", &format!("{}/keys/{name}", common.mount), None)
+                        .await?;
+                    let version = |field: &str| {
+                        reply["data"][field]
+                            .as_u64()
+                            .and_then(|v| u32::try_from(v).ok())
+                            .with_context(|| format!("the server's key has no {field}"))
+                    };
+                    Some((
+                        version("latest_version")?,
+                        version("min_decryption_version")?,
+                    ))
+                }
+                None => None,
+            };
+            super::rewrap::versions_in_use(&source, facts).await?;
+            Ok(())
+        }
     }
 }
 
@@ -413,15 +453,22 @@ pub(super) async fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
 }
 
 pub(super) async fn rewrap(args: RewrapArgs) -> anyhow::Result<()> {
+    if args.job.is_bulk() {
+        if args.ciphertext.is_some() || args.context.is_some() {
+            bail!("a bulk rewrap (--postgres or --input) takes no CIPHERTEXT or --context");
+        }
+        super::rewrap::run(args.job, args.key, &args.common.mount).await?;
+        return Ok(());
+    }
+    let (Some(key), Some(ciphertext)) = (args.key, args.ciphertext) else {
+        bail!("usage: cipherd rewrap KEY CIPHERTEXT, or a bulk job with --postgres or --input");
+    };
     let client = Client::from_env()?;
-    let body = with_context(
-        json!({"ciphertext": args.ciphertext}),
-        args.context.as_deref(),
-    );
+    let body = with_context(json!({"ciphertext": ciphertext}), args.context.as_deref());
     let reply = client
         .call(
             "POST",
-            &format!("{}/rewrap/{}", args.common.mount, args.key),
+            &format!("{}/rewrap/{key}", args.common.mount),
             Some(&body),
         )
         .await?;

@@ -1,11 +1,14 @@
 //! The command line: `server`, `operator`, key and crypto commands for scripts,
-//! `token` and `policy`. Client commands talk to a server over its REST API and
-//! read `CIPHERD_ADDR`/`VAULT_ADDR` and `CIPHERD_TOKEN`/`VAULT_TOKEN`.
+//! `token` and `policy`, the bulk `rewrap` job. Client commands talk to a
+//! server over its REST API and read `CIPHERD_ADDR`/`VAULT_ADDR` and
+//! `CIPHERD_TOKEN`/`VAULT_TOKEN`; the bulk rewrap job uses the gRPC API at
+//! `--grpc-addr` (`CIPHERD_GRPC_ADDR`, default `http://127.0.0.1:8250`).
 
 mod audit;
 mod bench;
 mod client;
 mod commands;
+mod rewrap;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,7 +42,8 @@ enum Command {
     Encrypt(commands::EncryptArgs),
     /// Decrypt a ciphertext.
     Decrypt(commands::DecryptArgs),
-    /// Move a ciphertext to the key's latest version.
+    /// Move a ciphertext to the key's latest version; or, with --postgres or
+    /// --input, every ciphertext of a table column or a file (resumable).
     Rewrap(commands::RewrapArgs),
     /// Sign an input.
     Sign(commands::SignArgs),

@@ -1,5 +1,5 @@
-//! Encrypts and decrypts a message, a batch and an envelope against a running
-//! cipherd server.
+//! Encrypts and decrypts a message, a batch and an envelope, and streams a
+//! bulk encrypt and rewrap, against a running cipherd server.
 //!
 //! ```text
 //! CIPHERD_GRPC_ADDR=http://127.0.0.1:8201 CIPHERD_TOKEN=<token> \
@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use cipherd_client::{BatchConfig, Client, Envelope};
+use cipherd_client::{BatchConfig, BulkOptions, Client, Envelope};
+use tokio_stream::StreamExt as _;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -55,6 +56,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "envelope -> 1 MiB sealed under {} ({} bytes)",
         envelope.wrapped_key,
         envelope.ciphertext.len()
+    );
+
+    // The Bulk stream: batches in, per-batch results out, in order.
+    let batches: Vec<Vec<Vec<u8>>> = (0..10)
+        .map(|b| {
+            (0..100)
+                .map(|i| format!("bulk {b}/{i}").into_bytes())
+                .collect()
+        })
+        .collect();
+    let mut encrypted = client
+        .bulk_encrypt(&key, tokio_stream::iter(batches), BulkOptions::default())
+        .await?;
+    let mut ciphertexts = Vec::new();
+    while let Some(batch) = encrypted.next().await {
+        for item in batch? {
+            ciphertexts.push(item?.ciphertext);
+        }
+    }
+    let rechunked: Vec<Vec<String>> = ciphertexts.chunks(250).map(<[String]>::to_vec).collect();
+    let mut rewrapped = client
+        .bulk_rewrap(&key, tokio_stream::iter(rechunked), BulkOptions::default())
+        .await?;
+    let mut count = 0;
+    while let Some(batch) = rewrapped.next().await {
+        count += batch?.into_iter().filter(Result::is_ok).count();
+    }
+    println!(
+        "bulk     -> {} encrypted, {count} rewrapped, one stream each",
+        ciphertexts.len()
     );
 
     let info = client.read_key(&key).await?;

@@ -285,6 +285,16 @@ impl Client {
         self.mount.clone()
     }
 
+    /// The token as metadata (marked sensitive), for calls built by hand.
+    pub(crate) fn token_value(&self) -> AsciiMetadataValue {
+        self.token.clone()
+    }
+
+    /// The generated client, for calls built by hand.
+    pub(crate) fn transit(&self) -> TransitClient<Channel> {
+        self.transit.clone()
+    }
+
     /// Runs one RPC, retrying per the policy when `retry` is set.
     async fn call<M, T, F, Fut>(&self, retry: bool, message: M, rpc: F) -> Result<T>
     where

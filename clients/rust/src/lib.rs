@@ -9,6 +9,10 @@
 //!   per key and sent as one `EncryptBatch`/`DecryptBatch` when
 //!   [`BatchConfig::max_items`] are waiting or after
 //!   [`BatchConfig::max_delay`].
+//! - [`Client::bulk_rewrap`], [`Client::bulk_encrypt`] and
+//!   [`Client::bulk_decrypt`]: the bidirectional `Bulk` stream, fed from a
+//!   stream of batches with at most [`BulkOptions::window`] unanswered, and
+//!   read as a [`BulkStream`] of per-batch results in order.
 //! - [`Envelope`] and [`DataKeySession`]: envelope encryption — one data key
 //!   from the server, the payload encrypted locally with AES-256-GCM.
 //! - [`ClientError`]: statuses mapped to a few variants; never carries a
@@ -47,11 +51,13 @@
 #![warn(missing_docs)]
 
 mod batching;
+mod bulk;
 mod client;
 mod envelope;
 mod error;
 
 pub use batching::{BatchConfig, BatchingClient};
+pub use bulk::{BulkOptions, BulkStream, Ciphertext};
 pub use client::{
     Client, DataKey, DecryptOptions, EncryptOptions, KeyInfo, RetryPolicy, TOKEN_HEADER,
 };

@@ -1,5 +1,6 @@
 //! `cipherd-client` against a real cipherd gRPC server in this process: round
-//! trips, batches with a failing item, automatic batching, retries on a sealed
+//! trips, batches with a failing item, the Bulk stream (100,000 rewraps),
+//! automatic batching, retries on a sealed
 //! server, envelope encryption and auth denial.
 //!
 //! Each test serves its own service over memory storage on `127.0.0.1:0` (the
@@ -18,8 +19,10 @@ use cipherd::api::grpc;
 use cipherd::service::{Service, ServiceOptions};
 use cipherd::storage::MemoryStorage;
 use cipherd_client::{
-    BatchConfig, Client, ClientError, DataKeySession, EncryptOptions, Envelope, RetryPolicy,
+    BatchConfig, BulkOptions, Client, ClientError, DataKeySession, EncryptOptions, Envelope,
+    RetryPolicy,
 };
+use tokio_stream::StreamExt as _;
 
 const ROOT: &str = "root";
 
@@ -213,6 +216,136 @@ async fn batches_report_a_bad_item_in_place() {
         decrypted[1]
     );
     assert_eq!(decrypted[2].as_deref().expect("item 2"), b"c");
+}
+
+/// Reads a bulk stream to its end; panics on a failed batch.
+async fn collect<T>(
+    mut answers: cipherd_client::BulkStream<T>,
+) -> Vec<Vec<cipherd_client::Result<T>>> {
+    let mut batches = Vec::new();
+    while let Some(batch) = answers.next().await {
+        batches.push(batch.expect("batch"));
+    }
+    batches
+}
+
+/// Owned chunks of `items`, as a stream.
+fn chunks<T: Clone>(items: &[T], size: usize) -> impl tokio_stream::Stream<Item = Vec<T>> + use<T> {
+    tokio_stream::iter(items.chunks(size).map(<[T]>::to_vec).collect::<Vec<_>>())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_stream_rewraps_100k_ciphertexts() {
+    const N: usize = 100_000;
+    let server = Server::start().await;
+    let client = server.client().await;
+    client.create_key("bulk", "").await.expect("create");
+    let plaintexts: Vec<Vec<u8>> = (0..N).map(|i| format!("item-{i}").into_bytes()).collect();
+
+    let encrypted = client
+        .bulk_encrypt("bulk", chunks(&plaintexts, 5_000), BulkOptions::default())
+        .await
+        .expect("bulk encrypt");
+    let v1: Vec<String> = collect(encrypted)
+        .await
+        .into_iter()
+        .flatten()
+        .map(|item| item.expect("item").ciphertext)
+        .collect();
+    assert_eq!(v1.len(), N);
+    assert!(v1.iter().all(|c| c.starts_with("vault:v1:")));
+    client.rotate_key("bulk").await.expect("rotate");
+
+    // Batches of 1,000 with a window of 4; one bad item, one empty batch.
+    let bad = 7 * 1000 + 3;
+    let mut batches: Vec<Vec<String>> = v1.chunks(1000).map(<[String]>::to_vec).collect();
+    batches[7][3] = "vault:v1:bm90IGEgY2lwaGVydGV4dA==".into();
+    batches.insert(50, Vec::new());
+    let options = BulkOptions {
+        window: 4,
+        key_version: 0,
+    };
+    let answers = client
+        .bulk_rewrap("bulk", tokio_stream::iter(batches.clone()), options)
+        .await
+        .expect("bulk rewrap");
+    let answered = collect(answers).await;
+    assert_eq!(answered.len(), batches.len(), "one answer per batch");
+    for (sent, got) in batches.iter().zip(&answered) {
+        assert_eq!(sent.len(), got.len());
+    }
+    let items: Vec<_> = answered.into_iter().flatten().collect();
+    assert_eq!(items.len(), N);
+    let mut rewrapped = Vec::with_capacity(N);
+    for (i, item) in items.into_iter().enumerate() {
+        match item {
+            Ok(c) => {
+                assert_eq!(c.key_version, 2);
+                assert!(c.ciphertext.starts_with("vault:v2:"), "{}", c.ciphertext);
+                rewrapped.push(c.ciphertext);
+            }
+            Err(error) => {
+                assert_eq!(i, bad, "only the bad item fails: {error:?}");
+                assert!(
+                    matches!(error, ClientError::InvalidArgument(_)),
+                    "{error:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(rewrapped.len(), N - 1);
+
+    // Each opens to its own plaintext, in order.
+    let opened = client
+        .bulk_decrypt("bulk", chunks(&rewrapped, 10_000), BulkOptions::default())
+        .await
+        .expect("bulk decrypt");
+    let opened: Vec<Vec<u8>> = collect(opened)
+        .await
+        .into_iter()
+        .flatten()
+        .map(|item| item.expect("item"))
+        .collect();
+    let expected: Vec<Vec<u8>> = plaintexts
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != bad)
+        .map(|(_, p)| p)
+        .collect();
+    assert!(opened == expected, "decrypted plaintexts differ");
+}
+
+#[tokio::test]
+async fn bulk_stream_with_a_bad_token_fails() {
+    let server = Server::start().await;
+    server
+        .client()
+        .await
+        .create_key("bulk", "")
+        .await
+        .expect("create");
+    let client = Client::connect(&server.endpoint(), "not-a-token")
+        .await
+        .expect("connect");
+    let batches = vec![vec!["vault:v1:AAAA".to_owned()]];
+    let outcome = match client
+        .bulk_rewrap("bulk", tokio_stream::iter(batches), BulkOptions::default())
+        .await
+    {
+        Err(error) => error,
+        Ok(mut answers) => {
+            let first = answers.next().await.expect("an answer");
+            assert!(
+                answers.next().await.is_none(),
+                "the stream ends after the error"
+            );
+            first.expect_err("denied")
+        }
+    };
+    assert!(
+        matches!(outcome, ClientError::PermissionDenied(_)),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
