@@ -148,20 +148,17 @@ pub async fn run(
     let rest_served = async {
         match acceptor {
             Some(acceptor) => {
-                axum::serve(
-                    crate::tls::TlsListener::new(listener, acceptor)?,
-                    app.into_make_service_with_connect_info::<crate::tls::RemoteAddr>(),
-                )
-                .with_graceful_shutdown(rest_stopped)
-                .await
+                let listener = crate::tls::TlsListener::new(listener, acceptor)?;
+                serve_rest(listener, app, config.limits, rest_stopped).await
             }
             None => {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<crate::tls::RemoteAddr>(),
-                )
-                .with_graceful_shutdown(rest_stopped)
-                .await
+                use axum::serve::ListenerExt as _;
+                // Small replies must not wait for Nagle's algorithm (the TLS
+                // listener sets this on its own connections).
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                serve_rest(listener, app, config.limits, rest_stopped).await
             }
         }
     };
@@ -184,6 +181,79 @@ pub async fn run(
     housekeeping.abort();
     service.seal_now();
     served?;
+    Ok(())
+}
+
+/// Serves the REST router on `listener` (HTTP/1.1, and HTTP/2 where TLS ALPN
+/// picks it) until `shutdown` completes, then lets the open connections
+/// finish their requests. This is `axum::serve` with the request head bounded
+/// by [`Limits::header_buffer_bytes`], which axum does not expose; every
+/// request carries the client address as `ConnectInfo<RemoteAddr>` for the
+/// audit log.
+async fn serve_rest<L>(
+    mut listener: L,
+    app: axum::Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), std::io::Error>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt as _;
+
+    let cap = limits.header_buffer_bytes();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).max_buf_size(cap);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(cap).unwrap_or(u32::MAX));
+    // Each connection task holds a `closed` receiver and watches `signal`:
+    // when shutdown comes, every connection finishes its requests in flight,
+    // and the sender's `closed()` resolves once the last task is gone.
+    let (signal, signalled) = tokio::sync::watch::channel(());
+    let (close, closed) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, remote) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let info = axum::extract::ConnectInfo(crate::tls::RemoteAddr(remote));
+        let service = app.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(info);
+                request
+            },
+        );
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
+            .into_owned();
+        let mut signalled = signalled.clone();
+        let closed = closed.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = signalled.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%error, %remote, "REST connection ended with an error");
+            }
+            drop(closed);
+        });
+    }
+    // Stop accepting, then wait for the requests in flight.
+    drop(listener);
+    let _ = signal.send(());
+    drop(closed);
+    close.closed().await;
     Ok(())
 }
 

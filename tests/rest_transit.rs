@@ -3030,3 +3030,91 @@ async fn acl_upsert_and_sealed() {
     );
     expect_error(&server.get("nomount/x").await, 503, "Vault is sealed");
 }
+
+/// The two 403 bodies of OpenBao 2.7.2 (reference §2.2): a token that does not
+/// resolve (unknown, revoked, used up) or no token at all gets the plain
+/// `permission denied`; a live token its policies do not allow gets the
+/// multierror form.
+#[tokio::test]
+async fn forbidden_body_plain_for_unknown_tokens_multierror_for_acl_denials() {
+    use cipherd::auth::TokenRequest;
+    use cipherd::service::{RequestContext, Transport};
+
+    let server = InProcessServer::start().await;
+    expect(&server.post("transit/keys/k", json!({})).await, 200);
+    let plain = "permission denied";
+    let denied = "1 error occurred:\n\t* permission denied\n\n";
+    let encrypt = |token: Option<String>| {
+        let server = &server;
+        async move {
+            server
+                .call_as(
+                    token.as_deref(),
+                    "POST",
+                    "transit/encrypt/k",
+                    Some(json!({"plaintext": HELLO})),
+                )
+                .await
+        }
+    };
+
+    expect_error(&encrypt(Some("hvs.unknown".to_owned())).await, 403, plain);
+    expect_error(&encrypt(None).await, 403, plain);
+    // Unknown tokens are refused before routing, as in OpenBao.
+    expect_error(
+        &server
+            .call_as(
+                Some("hvs.unknown"),
+                "POST",
+                "transit/bogus",
+                Some(json!({})),
+            )
+            .await,
+        403,
+        plain,
+    );
+    expect_error(
+        &server
+            .call_as(Some("hvs.unknown"), "GET", "auth/token/lookup-self", None)
+            .await,
+        403,
+        plain,
+    );
+
+    let root = RequestContext {
+        token: Some(inprocess::ROOT_TOKEN),
+        transport: Transport::Rest,
+        audit: None,
+    };
+    let issue = |request: TokenRequest| {
+        server
+            .service
+            .create_token(&root, "auth/token/create", &request)
+            .expect("token")
+            .token
+            .expose_secret()
+            .to_owned()
+    };
+    // A live token with only the default policy: an ACL denial.
+    let user = issue(TokenRequest {
+        policies: vec!["default".to_owned()],
+        ..TokenRequest::default()
+    });
+    expect_error(&encrypt(Some(user.clone())).await, 403, denied);
+    // The same token once revoked no longer resolves.
+    expect(
+        &server
+            .post("auth/token/revoke", json!({"token": user}))
+            .await,
+        204,
+    );
+    expect_error(&encrypt(Some(user)).await, 403, plain);
+    // A use-limited token after its last use.
+    let once = issue(TokenRequest {
+        policies: vec!["root".to_owned()],
+        num_uses: 1,
+        ..TokenRequest::default()
+    });
+    expect(&encrypt(Some(once.clone())).await, 200);
+    expect_error(&encrypt(Some(once)).await, 403, plain);
+}

@@ -67,8 +67,14 @@ fn audit_reply(error: &AuditError) -> Reply {
 
 fn auth_reply(error: &AuthError) -> Reply {
     match error {
+        // OpenBao 2.7.2 (reference §2.2): an ACL denial travels as a Go error
+        // (multierror-wrapped); a token that does not resolve is refused
+        // before the request is routed, with the plain text.
         AuthError::PermissionDenied => {
             Reply::errors(StatusCode::FORBIDDEN, vec![multierror("permission denied")])
+        }
+        AuthError::UnknownToken => {
+            Reply::errors(StatusCode::FORBIDDEN, vec!["permission denied".into()])
         }
         AuthError::Storage(storage) => {
             tracing::error!(error = %storage, "storage failure in auth");
@@ -185,7 +191,9 @@ fn storage_status(error: &StorageError) -> Status {
 
 fn auth_status(error: &AuthError) -> Status {
     match error {
-        AuthError::PermissionDenied => Status::permission_denied("permission denied"),
+        AuthError::PermissionDenied | AuthError::UnknownToken => {
+            Status::permission_denied("permission denied")
+        }
         AuthError::InvalidPolicy { .. } | AuthError::InvalidRequest(_) => {
             Status::invalid_argument(error.to_string())
         }

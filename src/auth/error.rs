@@ -22,10 +22,15 @@ pub enum AuthError {
     /// Renewal of a token that is not renewable or never expires.
     #[error("lease is not renewable")]
     NotRenewable,
-    /// Unknown, expired, revoked or exhausted token, or an ACL denial. Which one
-    /// is deliberately not said.
+    /// A valid token whose policies do not allow the request (an ACL denial).
     #[error("permission denied")]
     PermissionDenied,
+    /// The token is unknown, expired, revoked or has no uses left. Which one is
+    /// deliberately not said; the message is the same as an ACL denial's, only
+    /// the REST body differs (plain, where a denial is multierror-wrapped, as in
+    /// OpenBao).
+    #[error("permission denied")]
+    UnknownToken,
     /// The storage backend (through the barrier) failed, or a stored auth record
     /// is malformed ([`StorageError::Corrupt`]).
     #[error(transparent)]

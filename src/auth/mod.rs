@@ -24,8 +24,10 @@
 //! resolution order and `policy.rs` for the accepted language. Token semantics
 //! follow reference §10.2 and Vault's token store: child tokens are revoked with
 //! their parent (and stop working as soon as an ancestor expires), the last use
-//! of a use-limited token revokes it, and unknown, expired and denied tokens all
-//! get the same [`AuthError::PermissionDenied`].
+//! of a use-limited token revokes it. Unknown, expired, revoked and used-up
+//! tokens get [`AuthError::UnknownToken`], ACL denials
+//! [`AuthError::PermissionDenied`]: both say only "permission denied" (the REST
+//! bodies differ in shape, as OpenBao's do).
 //!
 //! # Storage layout
 //!
@@ -220,9 +222,9 @@ impl Auth {
             let tokens = self.tokens.read();
             let slot = tokens
                 .by_accessor(&parent.accessor)
-                .ok_or(AuthError::PermissionDenied)?;
+                .ok_or(AuthError::UnknownToken)?;
             if !tokens.is_live(&slot.entry, now) {
-                return Err(AuthError::PermissionDenied);
+                return Err(AuthError::UnknownToken);
             }
             Arc::clone(&slot.entry)
         };
@@ -343,8 +345,8 @@ impl Auth {
     /// The hot path: resolves `token`, checks that its policies grant
     /// `capability` on `path` (no `v1/` prefix), consumes one use of a
     /// use-limited token (revoking it at its last use), and returns its entry.
-    /// Unknown, expired and denied tokens all get
-    /// [`AuthError::PermissionDenied`].
+    /// Unknown, expired and used-up tokens get [`AuthError::UnknownToken`],
+    /// denied ones [`AuthError::PermissionDenied`].
     pub fn authorize(
         &self,
         token: &str,
@@ -422,7 +424,7 @@ impl Auth {
     /// Renews a token: the new TTL is `increment_secs` (or the current TTL; the
     /// period for periodic tokens), capped by the explicit max TTL and the system
     /// max from creation. Root and non-renewable tokens get
-    /// [`AuthError::NotRenewable`]; unknown or expired ones `PermissionDenied`.
+    /// [`AuthError::NotRenewable`]; unknown or expired ones `UnknownToken`.
     pub fn renew(
         &self,
         token: &str,
@@ -435,7 +437,7 @@ impl Auth {
             .read()
             .by_accessor(&live.entry.accessor)
             .cloned()
-            .ok_or(AuthError::PermissionDenied)?;
+            .ok_or(AuthError::UnknownToken)?;
         self.renew_locked(slot, increment_secs)
     }
 
@@ -615,7 +617,7 @@ impl Auth {
         let tokens = self.tokens.read();
         match tokens.by_hash(&hash) {
             Some(live) if tokens.is_live(&live.entry, now) => Ok((hash, Arc::clone(live))),
-            _ => Err(AuthError::PermissionDenied),
+            _ => Err(AuthError::UnknownToken),
         }
     }
 
@@ -681,7 +683,7 @@ impl Auth {
             match tokens.by_hash(&hash) {
                 Some(current) if tokens.is_live(&current.entry, now) => Arc::clone(&current.entry),
                 // Another request took the last use meanwhile.
-                _ => return Err(AuthError::PermissionDenied),
+                _ => return Err(AuthError::UnknownToken),
             }
         };
         let mut updated = (*current).clone();

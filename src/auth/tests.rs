@@ -66,7 +66,10 @@ fn invalid_request(result: Result<impl std::fmt::Debug, AuthError>) -> String {
 }
 
 fn denied<T: std::fmt::Debug>(result: Result<T, AuthError>) -> bool {
-    matches!(result, Err(AuthError::PermissionDenied))
+    matches!(
+        result,
+        Err(AuthError::PermissionDenied | AuthError::UnknownToken)
+    )
 }
 
 /// Every (path, value) in the store.

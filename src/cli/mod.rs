@@ -93,6 +93,10 @@ struct ServerArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     max_body_bytes: usize,
+    /// Largest request head (request line and headers) in bytes; larger ones
+    /// get 431. The default is OpenBao's (Go's 1 MiB).
+    #[arg(long, default_value_t = Limits::default().max_header_bytes)]
+    max_header_bytes: usize,
     /// Largest batch_input accepted.
     #[arg(long, default_value_t = EngineOptions::default().max_batch_items)]
     max_batch_items: usize,
@@ -197,6 +201,13 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         },
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
+            max_header_bytes: match args.max_header_bytes {
+                bytes if bytes < Limits::MIN_HEADER_BYTES => anyhow::bail!(
+                    "--max-header-bytes must be at least {}",
+                    Limits::MIN_HEADER_BYTES
+                ),
+                bytes => bytes,
+            },
         },
         service: ServiceOptions {
             engine: EngineOptions {

@@ -128,7 +128,7 @@ impl Mounts {
             .iter()
             .rev()
             .find(|(mount_path, _)| {
-                path.starts_with(mount_path.as_str()) || format!("{path}/") == **mount_path
+                path.starts_with(mount_path.as_str()) || mount_path.strip_suffix('/') == Some(path)
             })
             .map(|(mount_path, mount)| (mount.clone(), path.get(mount_path.len()..).unwrap_or("")))
     }

@@ -63,29 +63,44 @@ impl TransitOp<'_> {
     /// The path under the mount that gRPC requests are checked as (REST uses the
     /// request's own path).
     pub fn canonical_path(&self) -> String {
-        match self {
-            Self::Encrypt(k) => format!("encrypt/{k}"),
-            Self::Decrypt(k) => format!("decrypt/{k}"),
-            Self::Rewrap(k) => format!("rewrap/{k}"),
-            Self::Datakey(kind, k) => format!("datakey/{kind}/{k}"),
-            Self::Sign(k) => format!("sign/{k}"),
-            Self::Verify(k) => format!("verify/{k}"),
-            Self::Hmac(k) => format!("hmac/{k}"),
-            Self::Hash => "hash".into(),
-            Self::Random => "random".into(),
-            Self::ReadKey(k) | Self::CreateKey(k) | Self::DeleteKey(k) => format!("keys/{k}"),
-            Self::ListKeys => "keys".into(),
-            Self::ConfigureKey(k) => format!("keys/{k}/config"),
-            Self::RotateKey(k) => format!("keys/{k}/rotate"),
-            Self::TrimKey(k) => format!("keys/{k}/trim"),
-            Self::ImportKey(k) => format!("keys/{k}/import"),
-            Self::Export(kind, k) => format!("export/{kind}/{k}"),
-            Self::Backup(k) => format!("backup/{k}"),
-            Self::Restore(Some(k)) => format!("restore/{k}"),
-            Self::Restore(None) => "restore".into(),
-            Self::WrappingKey => "wrapping_key".into(),
-            Self::ReadConfig | Self::WriteConfig => "config/keys".into(),
+        let mut path = String::new();
+        self.push_canonical_path(&mut path);
+        path
+    }
+
+    /// Appends [`canonical_path`](Self::canonical_path) to `out` (so the hot
+    /// path builds the ACL path in one allocation).
+    pub fn push_canonical_path(&self, out: &mut String) {
+        let (head, middle, key): (&str, &str, &str) = match *self {
+            Self::Encrypt(k) => ("encrypt/", "", k),
+            Self::Decrypt(k) => ("decrypt/", "", k),
+            Self::Rewrap(k) => ("rewrap/", "", k),
+            Self::Datakey(kind, k) => ("datakey/", kind, k),
+            Self::Sign(k) => ("sign/", "", k),
+            Self::Verify(k) => ("verify/", "", k),
+            Self::Hmac(k) => ("hmac/", "", k),
+            Self::Hash => ("hash", "", ""),
+            Self::Random => ("random", "", ""),
+            Self::ReadKey(k) | Self::CreateKey(k) | Self::DeleteKey(k) => ("keys/", "", k),
+            Self::ListKeys => ("keys", "", ""),
+            Self::ConfigureKey(k) => ("keys/", k, "/config"),
+            Self::RotateKey(k) => ("keys/", k, "/rotate"),
+            Self::TrimKey(k) => ("keys/", k, "/trim"),
+            Self::ImportKey(k) => ("keys/", k, "/import"),
+            Self::Export(kind, k) => ("export/", kind, k),
+            Self::Backup(k) => ("backup/", "", k),
+            Self::Restore(Some(k)) => ("restore/", "", k),
+            Self::Restore(None) => ("restore", "", ""),
+            Self::WrappingKey => ("wrapping_key", "", ""),
+            Self::ReadConfig | Self::WriteConfig => ("config/keys", "", ""),
+        };
+        out.push_str(head);
+        out.push_str(middle);
+        // `datakey/<kind>/<key>` and `export/<kind>/<key>` separate the two.
+        if matches!(self, Self::Datakey(..) | Self::Export(..)) {
+            out.push('/');
         }
+        out.push_str(key);
     }
 
     /// The key the operation touches, if any.
@@ -209,7 +224,12 @@ impl Service {
         // One allocation for the ACL path on the hot path.
         let path = match request_path {
             Some(relative) => format!("{}{relative}", mount.info.path),
-            None => format!("{}{}", mount.info.path, op.canonical_path()),
+            None => {
+                let mut path = String::with_capacity(mount.info.path.len() + 64);
+                path.push_str(&mount.info.path);
+                op.push_canonical_path(&mut path);
+                path
+            }
         };
         let capability = op.capability(&mount.engine);
         if let Some(frame) = ctx.audit {
@@ -223,5 +243,49 @@ impl Service {
         }
         self.authorize(ctx, &path, &[capability])?;
         Ok(run(&mount.engine)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TransitOp;
+
+    #[test]
+    fn canonical_paths_are_the_rest_paths() {
+        let cases = [
+            (TransitOp::Encrypt("k"), "encrypt/k"),
+            (TransitOp::Decrypt("k"), "decrypt/k"),
+            (TransitOp::Rewrap("k"), "rewrap/k"),
+            (TransitOp::Datakey("wrapped", "k"), "datakey/wrapped/k"),
+            (TransitOp::Sign("k"), "sign/k"),
+            (TransitOp::Verify("k"), "verify/k"),
+            (TransitOp::Hmac("k"), "hmac/k"),
+            (TransitOp::Hash, "hash"),
+            (TransitOp::Random, "random"),
+            (TransitOp::ReadKey("k"), "keys/k"),
+            (TransitOp::CreateKey("k"), "keys/k"),
+            (TransitOp::DeleteKey("k"), "keys/k"),
+            (TransitOp::ListKeys, "keys"),
+            (TransitOp::ConfigureKey("k"), "keys/k/config"),
+            (TransitOp::RotateKey("k"), "keys/k/rotate"),
+            (TransitOp::TrimKey("k"), "keys/k/trim"),
+            (TransitOp::ImportKey("k"), "keys/k/import"),
+            (
+                TransitOp::Export("encryption-key", "k"),
+                "export/encryption-key/k",
+            ),
+            (TransitOp::Backup("k"), "backup/k"),
+            (TransitOp::Restore(Some("k")), "restore/k"),
+            (TransitOp::Restore(None), "restore"),
+            (TransitOp::WrappingKey, "wrapping_key"),
+            (TransitOp::ReadConfig, "config/keys"),
+            (TransitOp::WriteConfig, "config/keys"),
+        ];
+        for (op, expected) in cases {
+            assert_eq!(op.canonical_path(), expected, "{op:?}");
+            let mut appended = String::from("transit/");
+            op.push_canonical_path(&mut appended);
+            assert_eq!(appended, format!("transit/{expected}"), "{op:?}");
+        }
     }
 }

@@ -281,3 +281,28 @@ def test_periodic_token(client, backend):
     info = user.auth.token.lookup_self()["data"]
     assert info["period"] == 3600
     assert 3500 < user.auth.token.renew_self(increment="5h")["auth"]["lease_duration"] <= 3600
+
+
+def test_forbidden_body_plain_for_unknown_tokens_multierror_for_acl_denials(client, backend, name):
+    """Reference §2.2: a token that does not resolve (unknown, revoked, used up) or no
+    token at all gets the plain "permission denied"; a live token that its policies do
+    not allow gets the go-multierror form. Both are 403."""
+    key = name("shape")
+    client.secrets.transit.create_key(key)
+    plain = ["permission denied"]
+    multierror = ["1 error occurred:\n\t* permission denied\n\n"]
+
+    def refused(token):
+        with pytest.raises(exc.Forbidden) as raised:
+            backend.client(token=token).secrets.transit.encrypt_data(key, plaintext=b64("x"))
+        return raised.value.errors
+
+    assert refused("hvs.not-a-token") == plain
+    assert refused(None) == plain
+    user = client.auth.token.create(policies=["default"], ttl="10m")["auth"]["client_token"]
+    assert refused(user) == multierror  # live token, ACL denial
+    client.auth.token.revoke(user)
+    assert refused(user) == plain  # revoked: no longer resolves
+    once = client.auth.token.create(policies=["root"], num_uses=1, ttl="10m")["auth"]["client_token"]
+    assert backend.client(token=once).secrets.transit.encrypt_data(key, plaintext=b64("x"))["data"]["ciphertext"]
+    assert refused(once) == plain  # used up

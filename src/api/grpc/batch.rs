@@ -335,7 +335,7 @@ pub(super) fn bulk(
     service: Arc<Service>,
     request: Request<Streaming<pb::BulkRequest>>,
 ) -> BulkStream {
-    let token = token(request.metadata());
+    let token = token(request.metadata()).map(str::to_owned);
     let remote = request.remote_addr();
     let mut inbound = request.into_inner();
     let (answers, queue) = mpsc::channel(BULK_QUEUE_DEPTH);

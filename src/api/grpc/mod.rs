@@ -152,15 +152,13 @@ pub async fn serve_with_tls(
 }
 
 /// The caller's token: metadata `x-vault-token`, else `authorization: Bearer`.
-fn token(metadata: &MetadataMap) -> Option<String> {
+fn token(metadata: &MetadataMap) -> Option<&str> {
     if let Some(token) = metadata.get("x-vault-token").and_then(|v| v.to_str().ok()) {
-        return Some(token.to_owned());
+        return Some(token);
     }
     let authorization = metadata.get("authorization")?.to_str().ok()?;
     let (scheme, token) = authorization.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Who is calling: the token, and the request's audit frame when auditing.
@@ -239,12 +237,13 @@ where
     Req: prost::Name + prost::Message,
     Resp: prost::Name + prost::Message,
 {
-    let token = token(request.metadata());
     let remote = request.remote_addr();
-    let message = request.into_inner();
-    let frame = audit_frame(service, token.as_deref(), remote, &message);
+    // The token is read in place: no copy per call.
+    let (metadata, _, message) = request.into_parts();
+    let token = token(&metadata);
+    let frame = audit_frame(service, token, remote, &message);
     let caller = Caller {
-        token: token.as_deref(),
+        token,
         audit: frame.as_deref(),
     };
     let result = handler(service, caller, message);
@@ -264,7 +263,7 @@ where
     Req: prost::Name + prost::Message + Send + 'static,
     Resp: prost::Name + prost::Message + Send + 'static,
 {
-    let token = token(request.metadata());
+    let token = token(request.metadata()).map(str::to_owned);
     let remote = request.remote_addr();
     run_blocking(service, token, remote, request.into_inner(), handler)
         .await
@@ -350,10 +349,12 @@ fn resolve_mount(
         "" => DEFAULT_MOUNT,
         trimmed => trimmed,
     };
-    let path = format!("{name}/{}", op.canonical_path());
-    match service.route(&path) {
+    // Mounts do not nest, so the mount serving `<name>/<op path>` is the one
+    // at `<name>/` if there is one: look it up without building the path.
+    match service.route(name) {
         Ok((mount, _)) if mount.info.path.trim_end_matches('/') == name => Ok(mount),
         Ok(_) | Err(ServiceError::NoSuchMount { .. }) => {
+            let path = format!("{name}/{}", op.canonical_path());
             let any = [
                 Capability::Create,
                 Capability::Read,
@@ -392,9 +393,9 @@ mod tests {
         let mut metadata = MetadataMap::new();
         assert_eq!(token(&metadata), None);
         metadata.insert("authorization", "Bearer abc".parse().unwrap());
-        assert_eq!(token(&metadata).as_deref(), Some("abc"));
+        assert_eq!(token(&metadata), Some("abc"));
         metadata.insert("x-vault-token", "xyz".parse().unwrap());
-        assert_eq!(token(&metadata).as_deref(), Some("xyz"));
+        assert_eq!(token(&metadata), Some("xyz"));
         let mut basic = MetadataMap::new();
         basic.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(token(&basic), None);

@@ -121,7 +121,7 @@ impl Sys for SysApi {
         &self,
         request: Request<pb::SealRequest>,
     ) -> Result<Response<pb::SealResponse>, Status> {
-        let token = token(request.metadata());
+        let token = token(request.metadata()).map(str::to_owned);
         let status = self.service.seal_status();
         // As over REST: sealing a sealed (or uninitialized) server succeeds.
         if !status.sealed && status.initialized {

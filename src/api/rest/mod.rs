@@ -38,13 +38,35 @@ use crate::service::{RequestContext, Service, Transport};
 pub struct Limits {
     /// Largest request body in bytes (Vault's default: 32 MiB).
     pub max_body_bytes: usize,
+    /// Largest request head (request line plus headers) in bytes. The
+    /// default, 1 MiB, is Go's `http.DefaultMaxHeaderBytes`, which OpenBao
+    /// 2.7.2 uses: heads over it get 431 there too.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
+            max_header_bytes: 1024 * 1024,
         }
+    }
+}
+
+impl Limits {
+    /// The smallest `max_header_bytes` accepted: below this, ordinary client
+    /// requests would be refused.
+    pub const MIN_HEADER_BYTES: usize = 1024;
+
+    /// The hard cap on a request head that the HTTP layer enforces before the
+    /// router sees the request (hyper's HTTP/1 read buffer and HTTP/2 header
+    /// list size). Heads over [`max_header_bytes`](Self::max_header_bytes)
+    /// but within this cap get 431 with Vault's JSON error shape from the
+    /// router; a head over the cap is cut off by hyper with a bare 431. Twice
+    /// the limit (and at least hyper's 8 KiB minimum) keeps the memory one
+    /// connection may hold bounded while leaving room for the clear answer.
+    pub fn header_buffer_bytes(&self) -> usize {
+        self.max_header_bytes.saturating_mul(2).max(8192)
     }
 }
 
@@ -123,7 +145,48 @@ pub fn router(service: Arc<Service>, limits: Limits) -> Router {
     Router::new()
         .route("/v1/{*path}", any(handle))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.max_header_bytes,
+            limit_header_size,
+        ))
         .with_state(RestState { service, limits })
+}
+
+/// Refuses a request whose head is over `max_header_bytes` with 431 and
+/// Vault's JSON error shape, before anything else runs.
+async fn limit_header_size(
+    State(max_header_bytes): State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let size = head_size(&request);
+    if size > max_header_bytes {
+        return Reply::errors(
+            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            vec![format!(
+                "request header fields too large: the request line and headers take \
+                 {size} bytes, over the limit of {max_header_bytes} bytes"
+            )],
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The size of a request's head as HTTP/1.1 sends it: the request line
+/// (`METHOD target HTTP/1.1`) and every `name: value` line with its CRLF.
+fn head_size<B>(request: &axum::http::Request<B>) -> usize {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(1, |target| target.as_str().len());
+    let request_line = request.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + ": ".len() + value.len() + "\r\n".len())
+        .sum();
+    request_line + headers + "\r\n".len()
 }
 
 async fn handle(

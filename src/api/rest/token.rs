@@ -244,7 +244,7 @@ fn lookup_token(state: &RestState, request: &Request, token: &str) -> Handled {
         .map_err(fail)?;
     match unsealed.auth.lookup(token) {
         Ok(entry) => Ok(Reply::data(with_period(lookup_data(&entry, token), &entry))),
-        Err(AuthError::PermissionDenied) => Err(Reply::errors(
+        Err(AuthError::UnknownToken) => Err(Reply::errors(
             StatusCode::FORBIDDEN,
             vec!["bad token".into()],
         )),
@@ -377,7 +377,7 @@ fn revoke(state: &RestState, request: &Request, orphan: bool) -> Handled {
     };
     match outcome {
         // Revoking an unknown token is not an error in Vault.
-        Ok(()) | Err(AuthError::PermissionDenied) => Ok(Reply::NoContent),
+        Ok(()) | Err(AuthError::UnknownToken) => Ok(Reply::NoContent),
         Err(error) => Err(fail(error.into())),
     }
 }
