@@ -427,6 +427,15 @@ async fn records_rest_and_grpc_requests_without_secrets_and_verifies() {
     assert_eq!(decrypts.rows.iter().map(|r| r.requests).sum::<u64>(), 1);
 }
 
+/// A server with a file device (in a new temporary directory) after [`traffic`].
+async fn server_after_traffic() -> (tempfile::TempDir, PathBuf, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let server = Server::start(vec![file_device(&log, &[])]).await;
+    traffic(&server).await;
+    (dir, log, server)
+}
+
 /// Writes the lines back with `change` applied.
 fn tampered(
     dir: &Path,
@@ -455,10 +464,7 @@ fn only_finding(report: &VerifyReport) -> (FindingKind, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_tampering_is_detected_and_located() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    let server = Server::start(vec![file_device(&log, &[])]).await;
-    traffic(&server).await;
+    let (dir, log, server) = server_after_traffic().await;
     let key = server.public_key();
     server.service.seal_now();
     let lines: Vec<String> = std::fs::read_to_string(&log)
@@ -757,10 +763,7 @@ async fn sys_audit_endpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_verify_and_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    let server = Server::start(vec![file_device(&log, &[])]).await;
-    traffic(&server).await;
+    let (dir, log, server) = server_after_traffic().await;
     let (key, _) = server
         .service
         .audit_signing_key(&RequestContext {
