@@ -250,6 +250,8 @@ pub struct Device {
     /// Append directly under the lock (no fsync per entry, no batch
     /// window): no thread hop on the request path.
     direct: bool,
+    /// Entries waiting for the next direct append, with their tickets.
+    appends: Mutex<Appends>,
     /// An async lock: a request waiting for it yields its worker thread to
     /// other requests instead of parking it (no context switch per entry).
     writer: Arc<tokio::sync::Mutex<Writer>>,
@@ -292,6 +294,8 @@ impl Device {
             signer,
             lines: Vec::new(),
             stopped: false,
+            appended_through: 0,
+            refused_appends: std::collections::VecDeque::new(),
         }));
         let thread = {
             let writer = writer.clone();
@@ -311,6 +315,7 @@ impl Device {
                 hmac_accessor: settings.hmac_accessor,
             },
             direct,
+            appends: Mutex::new(Appends::default()),
             writer,
             queue,
             thread: Mutex::new(Some(thread)),
@@ -332,9 +337,18 @@ impl Device {
     /// no thread hop), else through the next group commit.
     pub async fn write(&self, bodies: Vec<String>) -> bool {
         if self.direct {
+            // Group append: queue the entries under a short lock and take a
+            // ticket; whoever holds the writer next writes everything queued
+            // so far in one write, so concurrent requests share a syscall.
+            let ticket = self.appends.lock().push(bodies);
             let mut writer = self.writer.lock().await;
-            // A stopped device has written its final checkpoint: nothing may follow.
-            return !writer.stopped && writer.commit(&bodies, false);
+            if writer.appended_through < ticket {
+                let (batch, through) = self.appends.lock().take();
+                // A stopped device has written its final checkpoint: nothing may follow.
+                let written = !writer.stopped && writer.commit(&batch, false);
+                writer.record_appends(through, written);
+            }
+            return writer.append_written(ticket);
         }
         let (answer, heard) = tokio::sync::oneshot::channel();
         self.submit(bodies, Waiter::Async(answer));
@@ -557,7 +571,36 @@ struct Writer {
     lines: Vec<u8>,
     /// The final checkpoint is written.
     stopped: bool,
+    /// Every append ticket up to this one has been written or refused.
+    appended_through: u64,
+    /// Recent ranges of refused tickets (first, last), oldest first.
+    refused_appends: std::collections::VecDeque<(u64, u64)>,
 }
+
+/// Entries queued for a direct append; ticket `n` is the `n`-th push.
+#[derive(Default)]
+struct Appends {
+    bodies: Vec<String>,
+    last_ticket: u64,
+}
+
+impl Appends {
+    /// Queues `bodies`; returns their ticket.
+    fn push(&mut self, bodies: Vec<String>) -> u64 {
+        self.bodies.extend(bodies);
+        self.last_ticket += 1;
+        self.last_ticket
+    }
+
+    /// Everything queued, and the last ticket it covers.
+    fn take(&mut self) -> (Vec<String>, u64) {
+        (std::mem::take(&mut self.bodies), self.last_ticket)
+    }
+}
+
+/// How far back refused ranges are kept: far more tickets than requests can
+/// be in flight at once.
+const REFUSED_HORIZON: u64 = 1 << 20;
 
 /// The writer thread: group commits in queued mode, and in both modes the
 /// checkpoint that falls due while no entry arrives, and the final one.
@@ -641,6 +684,30 @@ fn take(
 }
 
 impl Writer {
+    /// Records the outcome of a group append covering tickets up to `through`.
+    fn record_appends(&mut self, through: u64, written: bool) {
+        if !written {
+            self.refused_appends
+                .push_back((self.appended_through + 1, through));
+        }
+        self.appended_through = through;
+        while self
+            .refused_appends
+            .front()
+            .is_some_and(|&(_, last)| last + REFUSED_HORIZON < through)
+        {
+            self.refused_appends.pop_front();
+        }
+    }
+
+    /// Whether the entries of `ticket` were written.
+    fn append_written(&self, ticket: u64) -> bool {
+        !self
+            .refused_appends
+            .iter()
+            .any(|&(first, last)| (first..=last).contains(&ticket))
+    }
+
     /// The last commit: `bodies` and the final checkpoint; nothing after it.
     fn finish(&mut self, bodies: &[String]) -> bool {
         if self.stopped {
@@ -813,6 +880,42 @@ mod tests {
             assert!(DeviceSettings::parse("file", &bad).is_err(), "{bad:?}");
         }
         assert!(DeviceSettings::parse("syslog", &options(&[])).is_err());
+    }
+
+    #[test]
+    fn group_appends_answer_each_ticket() {
+        let mut appends = Appends::default();
+        assert_eq!(appends.push(vec!["a".into()]), 1);
+        assert_eq!(appends.push(vec!["b".into(), "c".into()]), 2);
+        let (bodies, through) = appends.take();
+        assert_eq!((bodies.len(), through), (3, 2));
+        assert!(appends.take().0.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let options = [(
+            "file_path".to_owned(),
+            dir.path().join("a.log").display().to_string(),
+        )]
+        .into_iter()
+        .collect();
+        let signer =
+            Arc::new(CheckpointSigner::from_seed(&SecretBytes::from_slice(&[1; 32])).unwrap());
+        let device = Device::start(
+            "file/",
+            "file",
+            "",
+            options,
+            &SecretBytes::from_slice(b"s"),
+            signer,
+        )
+        .unwrap();
+        let mut writer = device.writer.blocking_lock();
+        writer.record_appends(2, true);
+        writer.record_appends(5, false);
+        writer.record_appends(7, true);
+        assert!(writer.append_written(2));
+        assert!(!writer.append_written(3) && !writer.append_written(5));
+        assert!(writer.append_written(6) && writer.append_written(7));
     }
 
     #[test]
