@@ -129,6 +129,14 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Encrypts `plaintext` (base64) with `orders` as root; asserts 200.
+    async fn encrypt_ok(&self, plaintext: &str) {
+        let (status, reply) = self
+            .post("transit/encrypt/orders", json!({ "plaintext": plaintext }))
+            .await;
+        assert_eq!(status, 200, "{reply}");
+    }
+
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call("POST", path, ROOT, Some(body)).await
     }
@@ -597,10 +605,7 @@ async fn refuses_requests_when_no_device_can_write() {
     );
     let (status, _) = server.call("GET", "transit/keys/refused", ROOT, None).await;
     assert_eq!(status, 404, "the refused key was not created");
-    let (status, _) = server
-        .post("transit/encrypt/orders", json!({ "plaintext": plaintext }))
-        .await;
-    assert_eq!(status, 200);
+    server.encrypt_ok(&plaintext).await;
     let key = server.public_key();
     server.service.seal_now();
     let report = verify(&[&log], &key);
@@ -620,20 +625,14 @@ async fn rotation_and_restarts_keep_one_chain() {
     let server = Server::start(vec![file_device(&log, &[("rotate_bytes", "4000")])]).await;
     let plaintext = STANDARD.encode("rotation");
     for _ in 0..20 {
-        let (status, _) = server
-            .post("transit/encrypt/orders", json!({ "plaintext": plaintext }))
-            .await;
-        assert_eq!(status, 200);
+        server.encrypt_ok(&plaintext).await;
     }
     // Seal and unseal: the device closes with a final checkpoint and, when it
     // opens again, continues the chain from the file's last line.
     server.service.seal_now();
     server.service.unseal(&server.share).expect("unseal");
     for _ in 0..3 {
-        let (status, _) = server
-            .post("transit/encrypt/orders", json!({ "plaintext": plaintext }))
-            .await;
-        assert_eq!(status, 200);
+        server.encrypt_ok(&plaintext).await;
     }
     let key = server.public_key();
     server.service.seal_now();

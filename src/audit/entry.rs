@@ -53,15 +53,16 @@ pub struct RequestView {
     pub transport: &'static str,
 }
 
-/// What was answered.
+/// What was answered, borrowed from the reply (hashed while it is rendered,
+/// never copied).
 #[derive(Debug, Clone, Default)]
-pub struct ResponseView {
+pub struct ResponseView<'a> {
     /// HTTP status (gRPC: the HTTP status of the equivalent REST reply).
     pub status: u16,
     /// The response data, unhashed.
-    pub data: Option<Value>,
+    pub data: Option<&'a Value>,
     /// Warnings.
-    pub warnings: Vec<String>,
+    pub warnings: &'a [String],
     /// The error, in clear (error messages never carry secrets).
     pub error: Option<String>,
 }
@@ -160,7 +161,7 @@ pub fn render(
     time: &str,
     auth: &AuthView,
     request: &RequestView,
-    response: Option<&ResponseView>,
+    response: Option<&ResponseView<'_>>,
     cipherd: &CipherdView,
     hasher: &Hasher,
     options: RenderOptions,
@@ -209,8 +210,8 @@ pub fn render(
             mount_point,
             mount_type,
             status: response.status,
-            data: response.data.as_ref().map(|d| hasher.protected(d)),
-            warnings: &response.warnings,
+            data: response.data.map(|d| hasher.protected(d)),
+            warnings: response.warnings,
         }),
         error: response.and_then(|r| r.error.as_deref()),
         cipherd: cipherd_json(request, cipherd),
@@ -358,9 +359,10 @@ mod tests {
             data: Some(serde_json::json!({"plaintext": "c2VjcmV0"})),
             transport: "rest",
         };
+        let data = serde_json::json!({"ciphertext": "vault:v3:abc", "key_version": 3});
         let response = ResponseView {
             status: 200,
-            data: Some(serde_json::json!({"ciphertext": "vault:v3:abc", "key_version": 3})),
+            data: Some(&data),
             ..ResponseView::default()
         };
         let mut cipherd = CipherdView {

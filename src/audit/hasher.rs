@@ -109,19 +109,6 @@ impl Hasher {
             self.hash_str(value)
         }
     }
-
-    /// Replaces every string inside `value` (recursively) by its hash.
-    pub fn protect_value(&self, value: &mut Value) {
-        if self.raw {
-            return;
-        }
-        match value {
-            Value::String(text) => *text = self.hash_str(text),
-            Value::Array(items) => items.iter_mut().for_each(|item| self.protect_value(item)),
-            Value::Object(fields) => fields.values_mut().for_each(|v| self.protect_value(v)),
-            Value::Null | Value::Bool(_) | Value::Number(_) => {}
-        }
-    }
 }
 
 #[cfg(test)]
@@ -131,13 +118,13 @@ mod tests {
     #[test]
     fn hashes_strings_only_and_keeps_keys() {
         let hasher = Hasher::new(&SecretBytes::from_slice(b"salt"), false);
-        let mut value = serde_json::json!({
+        let value = serde_json::to_value(hasher.protected(&serde_json::json!({
             "plaintext": "aGVsbG8=",
             "key_version": 3,
             "valid": true,
             "batch_input": [{"plaintext": "eA=="}],
-        });
-        hasher.protect_value(&mut value);
+        })))
+        .unwrap();
         assert_eq!(value["key_version"], 3);
         assert_eq!(value["valid"], true);
         assert_eq!(value["plaintext"], hasher.hash_str("aGVsbG8="));
@@ -159,22 +146,25 @@ mod tests {
     }
 
     #[test]
-    fn protected_serializes_like_protect_value() {
+    fn protected_hashes_nested_strings_in_place() {
         let hasher = Hasher::new(&SecretBytes::from_slice(b"salt"), false);
         let value = serde_json::json!({"a": ["x", 1, {"b": "y"}], "c": true});
-        let mut copy = value.clone();
-        hasher.protect_value(&mut copy);
+        let expected = serde_json::json!({
+            "a": [hasher.hash_str("x"), 1, {"b": hasher.hash_str("y")}],
+            "c": true,
+        });
         assert_eq!(
             serde_json::to_value(hasher.protected(&value)).unwrap(),
-            copy
+            expected
         );
     }
 
     #[test]
     fn raw_mode_passes_values_through() {
         let hasher = Hasher::new(&SecretBytes::from_slice(b"salt"), true);
-        let mut value = serde_json::json!({"plaintext": "aGVsbG8="});
-        hasher.protect_value(&mut value);
-        assert_eq!(value["plaintext"], "aGVsbG8=");
+        let value = serde_json::json!({"plaintext": "aGVsbG8="});
+        let written = serde_json::to_value(hasher.protected(&value)).unwrap();
+        assert_eq!(written["plaintext"], "aGVsbG8=");
+        assert_eq!(hasher.protect("aGVsbG8="), "aGVsbG8=");
     }
 }

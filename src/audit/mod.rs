@@ -302,7 +302,7 @@ impl AuditLog {
     pub async fn log_response(
         &self,
         frame: &Frame,
-        response: ResponseView,
+        response: ResponseView<'_>,
     ) -> Result<(), AuditError> {
         let devices = self.devices.load_full();
         if devices.is_empty() {
@@ -321,7 +321,7 @@ impl AuditLog {
         let mut writes = Vec::with_capacity(devices.len());
         {
             let mut state = frame.state.lock();
-            if let Some(data) = &response.data {
+            if let Some(data) = response.data {
                 entry::collect_versions(data, &mut state.cipherd.key_versions);
             }
             let mut deferred = std::mem::take(&mut state.deferred);

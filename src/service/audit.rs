@@ -89,7 +89,7 @@ impl Service {
     pub async fn audit_finish(
         &self,
         frame: &Frame,
-        response: ResponseView,
+        response: ResponseView<'_>,
     ) -> Result<(), ServiceError> {
         let Some(state) = self.unsealed.load_full() else {
             // Sealed while the request ran: the devices are closed, and the

@@ -71,36 +71,31 @@ impl TransitOp<'_> {
     /// Appends [`canonical_path`](Self::canonical_path) to `out` (so the hot
     /// path builds the ACL path in one allocation).
     pub fn push_canonical_path(&self, out: &mut String) {
-        let (head, middle, key): (&str, &str, &str) = match *self {
-            Self::Encrypt(k) => ("encrypt/", "", k),
-            Self::Decrypt(k) => ("decrypt/", "", k),
-            Self::Rewrap(k) => ("rewrap/", "", k),
-            Self::Datakey(kind, k) => ("datakey/", kind, k),
-            Self::Sign(k) => ("sign/", "", k),
-            Self::Verify(k) => ("verify/", "", k),
-            Self::Hmac(k) => ("hmac/", "", k),
-            Self::Hash => ("hash", "", ""),
-            Self::Random => ("random", "", ""),
-            Self::ReadKey(k) | Self::CreateKey(k) | Self::DeleteKey(k) => ("keys/", "", k),
-            Self::ListKeys => ("keys", "", ""),
-            Self::ConfigureKey(k) => ("keys/", k, "/config"),
-            Self::RotateKey(k) => ("keys/", k, "/rotate"),
-            Self::TrimKey(k) => ("keys/", k, "/trim"),
-            Self::ImportKey(k) => ("keys/", k, "/import"),
-            Self::Export(kind, k) => ("export/", kind, k),
-            Self::Backup(k) => ("backup/", "", k),
-            Self::Restore(Some(k)) => ("restore/", "", k),
-            Self::Restore(None) => ("restore", "", ""),
-            Self::WrappingKey => ("wrapping_key", "", ""),
-            Self::ReadConfig | Self::WriteConfig => ("config/keys", "", ""),
+        use std::fmt::Write as _;
+        // Writing into a String cannot fail.
+        let _ = match *self {
+            Self::Encrypt(k) => write!(out, "encrypt/{k}"),
+            Self::Decrypt(k) => write!(out, "decrypt/{k}"),
+            Self::Rewrap(k) => write!(out, "rewrap/{k}"),
+            Self::Datakey(kind, k) => write!(out, "datakey/{kind}/{k}"),
+            Self::Sign(k) => write!(out, "sign/{k}"),
+            Self::Verify(k) => write!(out, "verify/{k}"),
+            Self::Hmac(k) => write!(out, "hmac/{k}"),
+            Self::Hash => write!(out, "hash"),
+            Self::Random => write!(out, "random"),
+            Self::ReadKey(k) | Self::CreateKey(k) | Self::DeleteKey(k) => write!(out, "keys/{k}"),
+            Self::ListKeys => write!(out, "keys"),
+            Self::ConfigureKey(k) => write!(out, "keys/{k}/config"),
+            Self::RotateKey(k) => write!(out, "keys/{k}/rotate"),
+            Self::TrimKey(k) => write!(out, "keys/{k}/trim"),
+            Self::ImportKey(k) => write!(out, "keys/{k}/import"),
+            Self::Export(kind, k) => write!(out, "export/{kind}/{k}"),
+            Self::Backup(k) => write!(out, "backup/{k}"),
+            Self::Restore(Some(k)) => write!(out, "restore/{k}"),
+            Self::Restore(None) => write!(out, "restore"),
+            Self::WrappingKey => write!(out, "wrapping_key"),
+            Self::ReadConfig | Self::WriteConfig => write!(out, "config/keys"),
         };
-        out.push_str(head);
-        out.push_str(middle);
-        // `datakey/<kind>/<key>` and `export/<kind>/<key>` separate the two.
-        if matches!(self, Self::Datakey(..) | Self::Export(..)) {
-            out.push('/');
-        }
-        out.push_str(key);
     }
 
     /// The key the operation touches, if any.

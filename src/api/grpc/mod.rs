@@ -209,10 +209,11 @@ async fn audit_finish<Resp: prost::Name + prost::Message>(
     let Some(frame) = frame else {
         return result;
     };
+    let data = result.as_ref().ok().and_then(audit_json::to_json);
     let view = match &result {
-        Ok(response) => ResponseView {
+        Ok(_) => ResponseView {
             status: 200,
-            data: audit_json::to_json(response),
+            data: data.as_ref(),
             ..ResponseView::default()
         },
         Err(status) => ResponseView {

@@ -235,7 +235,9 @@ async fn handle(
     request.audit = Some(frame.clone());
     let service = state.service.clone();
     let reply = dispatch(state, request).await;
-    let reply = match service.audit_finish(&frame, audit_view(&reply)).await {
+    let mut token_reply = None;
+    let view = audit_view(&reply, &mut token_reply);
+    let reply = match service.audit_finish(&frame, view).await {
         Ok(()) => reply,
         // Fail closed: an answer no device could record is not released.
         Err(error) => crate::api::error::rest_reply(&error, None),
@@ -251,8 +253,10 @@ fn is_audited(path: &str) -> bool {
     )
 }
 
-/// What the audit log records of a reply.
-fn audit_view(reply: &Reply) -> ResponseView {
+/// What the audit log records of a reply, borrowed from it. A token reply's
+/// secret is in `auth`: it is logged (hashed) beside `data`, in an object
+/// built into `token_reply`.
+fn audit_view<'a>(reply: &'a Reply, token_reply: &'a mut Option<Value>) -> ResponseView<'a> {
     match reply {
         Reply::Envelope {
             status,
@@ -263,17 +267,17 @@ fn audit_view(reply: &Reply) -> ResponseView {
         } => ResponseView {
             status: status.as_u16(),
             data: match (data, auth) {
-                // A token reply's secret is in `auth`: keep it, hashed like the rest.
-                (Some(data), None) => Some(data.clone()),
-                (data, Some(auth)) => Some(serde_json::json!({ "data": data, "auth": auth })),
-                (None, None) => None,
+                (data, None) => data.as_ref(),
+                (data, Some(auth)) => {
+                    Some(&*token_reply.insert(serde_json::json!({ "data": data, "auth": auth })))
+                }
             },
-            warnings: warnings.clone(),
+            warnings,
             error: None,
         },
         Reply::Raw(status, value) => ResponseView {
             status: status.as_u16(),
-            data: (!value.is_null()).then(|| value.clone()),
+            data: (!value.is_null()).then_some(value),
             ..ResponseView::default()
         },
         Reply::NoContent => ResponseView {
