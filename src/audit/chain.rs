@@ -15,6 +15,8 @@
 //! This module owns that format: the writer (`device`) seals lines with it and
 //! the offline verifier (`verify`) checks them with it.
 
+use std::io::Write as _;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
@@ -77,9 +79,12 @@ impl ChainHead {
         let start = out.len();
         out.extend_from_slice(body.as_bytes());
         out.extend_from_slice(b",\"seq\":");
-        out.extend_from_slice(self.next_seq.to_string().as_bytes());
+        let _ = write!(out, "{}", self.next_seq);
         out.extend_from_slice(b",\"prev_hash\":\"sha256:");
-        out.extend_from_slice(hex::encode(self.prev_hash).as_bytes());
+        let mut hex_hash = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(self.prev_hash, &mut hex_hash);
+        out.extend_from_slice(&hex_hash);
         out.extend_from_slice(b"\"}");
         self.prev_hash = line_hash(&out[start..]);
         self.next_seq += 1;

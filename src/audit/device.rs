@@ -11,6 +11,8 @@
 //! `checkpoint_interval` while entries arrive; the writer thread writes the
 //! ones that fall due while no entry arrives), so a machine crash loses at
 //! most the unsigned tail, and a process crash loses nothing acknowledged.
+//! That sync runs on a [`Syncer`] thread, off the request path; the final
+//! checkpoint and the one closing a rotated file are synced in place.
 //!
 //! A failed write rolls the chain back (and the file, to its previous length),
 //! so the chain never skips; the entries of that batch are refused, which
@@ -36,7 +38,8 @@ use serde_json::Value;
 use super::chain::{self, CHECKPOINT_TYPE, ChainHead, CheckpointClaim, CheckpointSigner};
 use super::entry::{RenderOptions, now_rfc3339};
 use super::error::AuditError;
-use super::hasher::Hasher;
+use super::hasher::{Hasher, IdentityCache};
+use super::syncer::Syncer;
 use crate::crypto::SecretBytes;
 
 /// Most entries written in one group commit.
@@ -247,6 +250,8 @@ pub struct Device {
     pub hasher: Hasher,
     /// Rendering switches.
     pub render: RenderOptions,
+    /// Protected tokens and accessors of recent callers.
+    pub identities: IdentityCache,
     /// Append directly under the lock (no fsync per entry, no batch
     /// window): no thread hop on the request path.
     direct: bool,
@@ -283,7 +288,15 @@ impl Device {
         let output = Output::open(&settings)?;
         let head = output.recovered_head;
         let (queue, inbox) = mpsc::channel();
+        let syncer = match (&output.sink, settings.fsync) {
+            (Sink::File(_), FsyncPolicy::Checkpoint) => Some(
+                Syncer::start(path)
+                    .map_err(|e| AuditError::io("start the audit sync thread", &e))?,
+            ),
+            _ => None,
+        };
         let writer = Arc::new(tokio::sync::Mutex::new(Writer {
+            syncer,
             device: path.to_owned(),
             settings: settings.clone(),
             output: output.sink,
@@ -314,6 +327,7 @@ impl Device {
             render: RenderOptions {
                 hmac_accessor: settings.hmac_accessor,
             },
+            identities: IdentityCache::default(),
             direct,
             appends: Mutex::new(Appends::default()),
             writer,
@@ -340,7 +354,13 @@ impl Device {
             // Group append: queue the entries under a short lock and take a
             // ticket; whoever holds the writer next writes everything queued
             // so far in one write, so concurrent requests share a syscall.
-            let ticket = self.appends.lock().push(bodies);
+            let (ticket, busy) = self.appends.lock().push(bodies);
+            if busy {
+                // Let the other requests ready on this worker queue their
+                // entries first: whoever takes the writer next writes them
+                // all, one `write` for many requests instead of one each.
+                tokio::task::yield_now().await;
+            }
             let mut writer = self.writer.lock().await;
             if writer.appended_through < ticket {
                 let (batch, through) = self.appends.lock().take();
@@ -560,6 +580,8 @@ impl FileSink {
 
 struct Writer {
     device: String,
+    /// Syncs checkpoints off the request path (file devices, `fsync=checkpoint`).
+    syncer: Option<Syncer>,
     settings: DeviceSettings,
     output: Sink,
     head: ChainHead,
@@ -582,14 +604,27 @@ struct Writer {
 struct Appends {
     bodies: Vec<String>,
     last_ticket: u64,
+    last_push: Option<Instant>,
 }
 
+/// Entries that follow each other closer than this mean the device is busy:
+/// a request then yields once before writing, so that one write carries the
+/// entries of every request ready meanwhile (at 20,000 requests/s and more,
+/// the per-write cost of the file system showed as a tenth of the server's
+/// time). A device that is not busy writes at once, adding no latency.
+const BUSY_GAP: Duration = Duration::from_micros(50);
+
 impl Appends {
-    /// Queues `bodies`; returns their ticket.
-    fn push(&mut self, bodies: Vec<String>) -> u64 {
+    /// Queues `bodies`; returns their ticket, and whether the device is busy.
+    fn push(&mut self, bodies: Vec<String>) -> (u64, bool) {
         self.bodies.extend(bodies);
         self.last_ticket += 1;
-        self.last_ticket
+        let now = Instant::now();
+        let busy = self
+            .last_push
+            .is_some_and(|last| now.saturating_duration_since(last) < BUSY_GAP);
+        self.last_push = Some(now);
+        (self.last_ticket, busy)
     }
 
     /// Everything queued, and the last ticket it covers.
@@ -743,11 +778,21 @@ impl Writer {
         if checkpoint {
             self.append_checkpoint(&mut lines, is_final);
         }
-        let sync = self.settings.fsync == FsyncPolicy::Always
+        let sync_due = self.settings.fsync == FsyncPolicy::Always
             || (checkpoint && self.settings.fsync == FsyncPolicy::Checkpoint);
-        let written = lines.is_empty() || self.write(&lines, sync);
+        // A background sync failed: sync here until one succeeds again.
+        let sync_failed = self.syncer.as_ref().is_some_and(Syncer::has_failed);
+        let in_background = sync_due && !is_final && !sync_failed && self.syncer.is_some();
+        let sync_here = (sync_due && !in_background) || sync_failed;
+        let written = lines.is_empty() || self.write(&lines, sync_here);
         self.lines = lines;
         if written {
+            if sync_here && let Some(syncer) = &self.syncer {
+                syncer.recovered();
+            }
+            if in_background {
+                self.sync_in_background();
+            }
             if checkpoint {
                 self.last_checkpoint = Instant::now();
             }
@@ -786,6 +831,26 @@ impl Writer {
         text.pop();
         self.head.seal_into(&text, lines);
         self.entries_since_checkpoint = 0;
+    }
+
+    /// Hands a duplicate of the file to the sync thread; syncs in place if
+    /// the descriptor cannot be duplicated.
+    fn sync_in_background(&mut self) {
+        let (Some(syncer), Sink::File(sink)) = (&self.syncer, &self.output) else {
+            return;
+        };
+        let Some(file) = &sink.file else {
+            return;
+        };
+        match file.try_clone() {
+            Ok(duplicate) => syncer.request(duplicate),
+            Err(error) => {
+                tracing::warn!(device = %self.device, %error, "cannot duplicate the audit file for a background sync; syncing in place");
+                if file.sync_data().is_err() {
+                    syncer.request_failed();
+                }
+            }
+        }
     }
 
     fn write(&mut self, bytes: &[u8], sync: bool) -> bool {
@@ -885,8 +950,8 @@ mod tests {
     #[test]
     fn group_appends_answer_each_ticket() {
         let mut appends = Appends::default();
-        assert_eq!(appends.push(vec!["a".into()]), 1);
-        assert_eq!(appends.push(vec!["b".into(), "c".into()]), 2);
+        assert_eq!(appends.push(vec!["a".into()]).0, 1);
+        assert_eq!(appends.push(vec!["b".into(), "c".into()]).0, 2);
         let (bodies, through) = appends.take();
         assert_eq!((bodies.len(), through), (3, 2));
         assert!(appends.take().0.is_empty());

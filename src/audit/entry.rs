@@ -7,13 +7,17 @@
 //! adds a `cipherd` object: the transport, the key, the key versions used and
 //! the item count of a batch. Every string inside request and response data,
 //! the token and the accessor are hashed with the device's [`Hasher`].
+//!
+//! A request's two entries repeat the same `auth` and `request` objects, so
+//! those are rendered once per device ([`render_head`]) and copied into both
+//! ([`render_entry`]); the request's data is rendered even earlier, when the
+//! request arrives, so the adapter need not keep a copy of it.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use serde_json::{Map, Value};
-
-use super::hasher::{Hasher, Protected};
+use super::data::DataFacts;
+use super::hasher::{Hasher, Identity, IdentityCache};
+use super::json;
 
 /// Who made a request, as far as the token tells (filled by the service).
 #[derive(Debug, Clone, Default)]
@@ -36,7 +40,8 @@ pub struct AuthView {
     pub allowed: Option<bool>,
 }
 
-/// What was asked (filled by the adapter).
+/// What was asked (filled by the adapter; its data is handed over separately,
+/// see [`crate::audit::AuditData`]).
 #[derive(Debug, Clone)]
 pub struct RequestView {
     /// The request id (REST: the reply's `request_id`).
@@ -47,24 +52,33 @@ pub struct RequestView {
     pub path: String,
     /// The client's address.
     pub remote: Option<SocketAddr>,
-    /// The request's fields, unhashed (hashed per device at render time).
-    pub data: Option<Value>,
     /// `rest` or `grpc`.
     pub transport: &'static str,
 }
 
 /// What was answered, borrowed from the reply (hashed while it is rendered,
 /// never copied).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ResponseView<'a> {
     /// HTTP status (gRPC: the HTTP status of the equivalent REST reply).
     pub status: u16,
     /// The response data, unhashed.
-    pub data: Option<&'a Value>,
+    pub data: Option<&'a dyn super::AuditData>,
     /// Warnings.
     pub warnings: &'a [String],
     /// The error, in clear (error messages never carry secrets).
     pub error: Option<String>,
+}
+
+impl std::fmt::Debug for ResponseView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseView")
+            .field("status", &self.status)
+            .field("data", &self.data.map(|_| "[data]"))
+            .field("warnings", &self.warnings)
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 /// cipherd's own fields.
@@ -74,10 +88,8 @@ pub struct CipherdView {
     pub mount: Option<String>,
     /// The key the request used.
     pub key: Option<String>,
-    /// The key versions used (from ciphertexts read and versions reported).
-    pub key_versions: BTreeSet<u32>,
-    /// Items in a batch.
-    pub items: Option<usize>,
+    /// Key versions used and the batch item count.
+    pub facts: DataFacts,
 }
 
 /// Options of a device that change rendering.
@@ -89,255 +101,301 @@ pub struct RenderOptions {
 
 /// The time of an entry, RFC 3339 in UTC with nanoseconds.
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(since.as_secs(), since.subsec_nanos())
 }
 
-/// `{"id": "root"}`: Vault's namespace field.
-#[derive(serde::Serialize)]
-struct Namespace {
-    id: &'static str,
+/// `secs.nanos` after the Unix epoch as RFC 3339 in UTC, exactly as the `time`
+/// crate writes it (fraction without trailing zeros, none for whole
+/// seconds). Every entry carries one or two times, so the date and time of
+/// day are formatted once per second per thread and only the fraction per
+/// call.
+pub fn rfc3339(secs: u64, nanos: u32) -> String {
+    /// The two seconds formatted last on this thread (the current one, and
+    /// the issue time of the token in use), and which slot to replace next.
+    struct Seconds {
+        slots: [(u64, String); 2],
+        next: usize,
+    }
+    thread_local! {
+        static SECONDS: std::cell::RefCell<Seconds> = const {
+            std::cell::RefCell::new(Seconds {
+                slots: [(u64::MAX, String::new()), (u64::MAX, String::new())],
+                next: 0,
+            })
+        };
+    }
+    let mut out = String::with_capacity(32);
+    SECONDS.with(|seconds| {
+        let mut seconds = seconds.borrow_mut();
+        let slot = match seconds.slots.iter().position(|(cached, _)| *cached == secs) {
+            Some(slot) => slot,
+            None => {
+                let whole = i64::try_from(secs)
+                    .ok()
+                    .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
+                    .and_then(|at| {
+                        at.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    });
+                let Some(mut whole) = whole else {
+                    // Past year 9999: RFC 3339 cannot say it.
+                    out.push_str(&secs.to_string());
+                    return;
+                };
+                whole.pop(); // the `Z`
+                let slot = seconds.next;
+                seconds.slots[slot] = (secs, whole);
+                seconds.next = 1 - slot;
+                slot
+            }
+        };
+        out.push_str(&seconds.slots[slot].1);
+        if nanos != 0 {
+            use std::fmt::Write as _;
+            let _ = write!(out, ".{nanos:09}");
+            while out.ends_with('0') {
+                out.pop();
+            }
+        }
+        out.push('Z');
+    });
+    out
 }
 
-/// A request entry's `request` object, in Vault's field order.
-#[derive(serde::Serialize)]
-struct RequestOut<'a> {
-    id: &'a str,
-    operation: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_point: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_token: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_token_accessor: Option<&'a str>,
-    namespace: Namespace,
-    path: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Protected<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    remote_address: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    remote_port: Option<u16>,
-}
-
-/// A response entry's `response` object.
-#[derive(serde::Serialize)]
-struct ResponseOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_point: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_type: Option<&'static str>,
-    status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Protected<'a>>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    warnings: &'a [String],
-}
-
-/// One entry: `time`, `type`, `auth`, `request`, [`response`], [`error`], `cipherd`.
-#[derive(serde::Serialize)]
-struct EntryOut<'a> {
-    time: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    auth: AuthOut<'a>,
-    request: RequestOut<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<ResponseOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    cipherd: Value,
-}
-
-/// Renders a `request` or `response` entry for one device: a JSON object's
-/// text without the closing brace (the chain adds `seq` and `prev_hash`).
-/// Data is hashed while it is serialized, without copying it.
-#[allow(clippy::too_many_arguments)]
-pub fn render(
-    kind: &str,
-    time: &str,
+/// Renders `"auth":{...},"request":{...}`: the part a request's entries
+/// share. `data` is the request's data as this device shows it (already
+/// protected).
+pub fn render_head(
     auth: &AuthView,
     request: &RequestView,
-    response: Option<&ResponseView<'_>>,
-    cipherd: &CipherdView,
+    mount: Option<&str>,
+    data: Option<&str>,
     hasher: &Hasher,
+    identities: &IdentityCache,
     options: RenderOptions,
 ) -> String {
-    let mount_point = cipherd.mount.as_deref();
-    let mount_type = mount_point.map(|_| "transit");
-    // Each hashed once per entry, shown in both `auth` and `request`.
-    let client_token = auth.client_token.as_deref().map(|t| hasher.protect(t));
-    let accessor = auth
-        .accessor
-        .as_deref()
-        .map(|a| accessor_text(a, hasher, options));
-    let entry = EntryOut {
-        time,
-        kind,
-        auth: AuthOut {
-            client_token: client_token.as_deref(),
-            accessor: accessor.as_deref(),
-            display_name: auth.display_name.as_deref(),
-            policies: &auth.policies,
-            token_policies: &auth.policies,
-            policy_results: auth.allowed.map(|allowed| PolicyResults { allowed }),
-            metadata: Metadata(&auth.metadata),
-            token_type: if auth.accessor.is_some() {
-                "service"
-            } else {
-                "default"
-            },
-            token_ttl: auth.token_ttl,
-            token_issue_time: auth.token_issue_time.as_deref(),
-        },
-        request: RequestOut {
-            id: &request.id,
-            operation: request.operation,
-            mount_point,
-            mount_type,
-            client_token: client_token.as_deref(),
-            client_token_accessor: accessor.as_deref(),
-            namespace: Namespace { id: "root" },
-            path: &request.path,
-            data: request.data.as_ref().map(|d| hasher.protected(d)),
-            remote_address: request.remote.map(|r| r.ip().to_string()),
-            remote_port: request.remote.map(|r| r.port()),
-        },
-        response: response.map(|response| ResponseOut {
-            mount_point,
-            mount_type,
-            status: response.status,
-            data: response.data.map(|d| hasher.protected(d)),
-            warnings: response.warnings,
-        }),
-        error: response.and_then(|r| r.error.as_deref()),
-        cipherd: cipherd_json(request, cipherd),
+    let mut out = String::with_capacity(512 + data.map_or(0, str::len));
+    // Each protected once per token, shown in both `auth` and `request`.
+    let protect_accessor = |accessor: &str| {
+        if options.hmac_accessor {
+            hasher.protect(accessor)
+        } else {
+            accessor.to_owned()
+        }
     };
-    let mut text = serde_json::to_string(&entry).unwrap_or_else(|_| "{}".into());
-    // Drop the closing brace: the chain appends its fields and closes the object.
-    text.pop();
-    text
-}
+    let (client_token, accessor) = match (auth.client_token.as_deref(), auth.accessor.as_deref()) {
+        (Some(token), Some(accessor)) => {
+            let identity = identities.get_or_protect(accessor, || Identity {
+                token: hasher.protect(token),
+                accessor: protect_accessor(accessor),
+            });
+            (
+                Some(identity.token.clone()),
+                Some(identity.accessor.clone()),
+            )
+        }
+        (token, accessor) => (
+            token.map(|t| hasher.protect(t)),
+            accessor.map(protect_accessor),
+        ),
+    };
 
-/// `{"allowed": bool}`.
-#[derive(serde::Serialize)]
-struct PolicyResults {
-    allowed: bool,
-}
-
-/// The `auth` object, in Vault's field order.
-#[derive(serde::Serialize)]
-struct AuthOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_token: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    accessor: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    display_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    policies: &'a [String],
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    token_policies: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    policy_results: Option<PolicyResults>,
-    #[serde(skip_serializing_if = "Metadata::is_empty")]
-    metadata: Metadata<'a>,
-    token_type: &'static str,
-    #[serde(skip_serializing_if = "is_zero")]
-    token_ttl: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_issue_time: Option<&'a str>,
-}
-
-fn is_zero(value: &u64) -> bool {
-    *value == 0
-}
-
-/// Token metadata as a JSON object.
-struct Metadata<'a>(&'a [(String, String)]);
-
-impl Metadata<'_> {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    out.push_str("\"auth\":{");
+    let mut fields = Fields::new(&mut out);
+    if let Some(token) = &client_token {
+        fields.str("client_token", token);
     }
-}
-
-impl serde::Serialize for Metadata<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    if let Some(accessor) = &accessor {
+        fields.str("accessor", accessor);
     }
-}
-
-fn accessor_text(accessor: &str, hasher: &Hasher, options: RenderOptions) -> String {
-    if options.hmac_accessor {
-        hasher.protect(accessor)
-    } else {
-        accessor.to_owned()
+    if let Some(name) = &auth.display_name {
+        fields.str("display_name", name);
     }
+    if !auth.policies.is_empty() {
+        fields.strs("policies", &auth.policies);
+        fields.strs("token_policies", &auth.policies);
+    }
+    if let Some(allowed) = auth.allowed {
+        fields.raw(
+            "policy_results",
+            if allowed {
+                "{\"allowed\":true}"
+            } else {
+                "{\"allowed\":false}"
+            },
+        );
+    }
+    if !auth.metadata.is_empty() {
+        let out = fields.open("metadata");
+        out.push('{');
+        for (at, (name, value)) in auth.metadata.iter().enumerate() {
+            if at > 0 {
+                out.push(',');
+            }
+            json::push_key(out, name);
+            json::push_str(out, value);
+        }
+        out.push('}');
+    }
+    fields.str(
+        "token_type",
+        if auth.accessor.is_some() {
+            "service"
+        } else {
+            "default"
+        },
+    );
+    if auth.token_ttl != 0 {
+        json::push_u64(fields.open("token_ttl"), auth.token_ttl);
+    }
+    if let Some(issued) = &auth.token_issue_time {
+        fields.str("token_issue_time", issued);
+    }
+
+    out.push_str("},\"request\":{");
+    let mut fields = Fields::new(&mut out);
+    fields.str("id", &request.id);
+    fields.str("operation", request.operation);
+    if let Some(mount) = mount {
+        fields.str("mount_point", mount);
+        fields.str("mount_type", "transit");
+    }
+    if let Some(token) = &client_token {
+        fields.str("client_token", token);
+    }
+    if let Some(accessor) = &accessor {
+        fields.str("client_token_accessor", accessor);
+    }
+    fields.raw("namespace", "{\"id\":\"root\"}");
+    fields.str("path", &request.path);
+    if let Some(data) = data {
+        fields.raw("data", data);
+    }
+    if let Some(remote) = request.remote {
+        fields.str("remote_address", &remote.ip().to_string());
+        json::push_u64(fields.open("remote_port"), u64::from(remote.port()));
+    }
+    out.push('}');
+    out
 }
 
-fn cipherd_json(request: &RequestView, cipherd: &CipherdView) -> Value {
-    let mut fields = Map::new();
-    fields.insert("transport".into(), request.transport.into());
+/// Renders a `request` or `response` entry from its shared `head`: a JSON
+/// object's text without the closing brace (the chain adds `seq` and
+/// `prev_hash`). `response_data` is the response's data as this device shows
+/// it (already protected).
+pub fn render_entry(
+    kind: &str,
+    time: &str,
+    head: &str,
+    response: Option<(&ResponseView<'_>, Option<&str>)>,
+    cipherd: &CipherdView,
+    transport: &str,
+) -> String {
+    let data_len = response.and_then(|(_, data)| data).map_or(0, str::len);
+    let mut out = String::with_capacity(head.len() + data_len + 256);
+    out.push_str("{\"time\":");
+    json::push_str(&mut out, time);
+    out.push_str(",\"type\":");
+    json::push_str(&mut out, kind);
+    out.push(',');
+    out.push_str(head);
+    if let Some((response, data)) = response {
+        out.push_str(",\"response\":{");
+        let mut fields = Fields::new(&mut out);
+        if let Some(mount) = &cipherd.mount {
+            fields.str("mount_point", mount);
+            fields.str("mount_type", "transit");
+        }
+        json::push_u64(fields.open("status"), u64::from(response.status));
+        if let Some(data) = data {
+            fields.raw("data", data);
+        }
+        if !response.warnings.is_empty() {
+            fields.strs("warnings", response.warnings);
+        }
+        out.push('}');
+        if let Some(error) = &response.error {
+            out.push_str(",\"error\":");
+            json::push_str(&mut out, error);
+        }
+    }
+    out.push_str(",\"cipherd\":{");
+    let mut fields = Fields::new(&mut out);
+    fields.str("transport", transport);
     if let Some(key) = &cipherd.key {
-        fields.insert("key".into(), key.as_str().into());
+        fields.str("key", key);
     }
-    if !cipherd.key_versions.is_empty() {
-        let versions: Vec<Value> = cipherd.key_versions.iter().map(|&v| v.into()).collect();
-        fields.insert("key_versions".into(), Value::Array(versions));
-    }
-    if let Some(items) = cipherd.items {
-        fields.insert("items".into(), items.into());
-    }
-    Value::Object(fields)
-}
-
-/// Adds the key versions `value` names: `vault:vN:` strings (ciphertexts,
-/// signatures, HMACs read or produced) and `key_version` numbers.
-pub fn collect_versions(value: &Value, out: &mut BTreeSet<u32>) {
-    match value {
-        Value::String(text) => {
-            if let Some(version) = vault_version(text) {
-                out.insert(version);
+    if !cipherd.facts.key_versions.is_empty() {
+        let out = fields.open("key_versions");
+        out.push('[');
+        for (at, version) in cipherd.facts.key_versions.iter().enumerate() {
+            if at > 0 {
+                out.push(',');
             }
+            json::push_u64(out, u64::from(*version));
         }
-        Value::Array(items) => items.iter().for_each(|item| collect_versions(item, out)),
-        Value::Object(fields) => {
-            for (name, field) in fields {
-                if name == "key_version"
-                    && let Some(version) = field.as_u64().and_then(|v| u32::try_from(v).ok())
-                    && version > 0
-                {
-                    out.insert(version);
-                } else {
-                    collect_versions(field, out);
-                }
-            }
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        out.push(']');
     }
+    if let Some(items) = cipherd.facts.items {
+        json::push_u64(fields.open("items"), items as u64);
+    }
+    out.push('}');
+    out
 }
 
-/// The version of a `vault:vN:...` string.
-fn vault_version(text: &str) -> Option<u32> {
-    let rest = text.strip_prefix("vault:v")?;
-    let (digits, _) = rest.split_once(':')?;
-    digits.parse().ok().filter(|&v| v > 0)
+/// The members of one JSON object being written: commas between them.
+struct Fields<'a> {
+    out: &'a mut String,
+    first: bool,
 }
 
-/// The item count of a batch request (`batch_input` over REST, `items` over gRPC).
-pub fn batch_items(data: &Value) -> Option<usize> {
-    ["batch_input", "items"]
-        .iter()
-        .find_map(|name| data.get(name).and_then(Value::as_array).map(Vec::len))
+impl<'a> Fields<'a> {
+    fn new(out: &'a mut String) -> Self {
+        Self { out, first: true }
+    }
+
+    /// Writes `"name":` (after a comma unless first) and returns the text to
+    /// write the value into.
+    fn open(&mut self, name: &str) -> &mut String {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        json::push_key(self.out, name);
+        self.out
+    }
+
+    fn str(&mut self, name: &str, value: &str) {
+        json::push_str(self.open(name), value);
+    }
+
+    /// A member whose value is JSON text already.
+    fn raw(&mut self, name: &str, value: &str) {
+        self.open(name).push_str(value);
+    }
+
+    fn strs(&mut self, name: &str, values: &[String]) {
+        let out = self.open(name);
+        out.push('[');
+        for (at, value) in values.iter().enumerate() {
+            if at > 0 {
+                out.push(',');
+            }
+            json::push_str(out, value);
+        }
+        out.push(']');
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
+    use crate::audit::AuditData;
     use crate::crypto::SecretBytes;
 
     #[test]
@@ -348,72 +406,186 @@ mod tests {
             accessor: Some("acc123".into()),
             display_name: Some("token".into()),
             policies: vec!["default".into(), "payments".into()],
+            metadata: vec![("team".into(), "a \"quoted\" name".into())],
+            token_ttl: 3600,
+            token_issue_time: Some("2026-01-01T00:00:00Z".into()),
             allowed: Some(true),
-            ..AuthView::default()
         };
         let request = RequestView {
             id: "id-1".into(),
             operation: "update",
             path: "transit/encrypt/orders".into(),
             remote: Some("127.0.0.1:5000".parse().unwrap()),
-            data: Some(serde_json::json!({"plaintext": "c2VjcmV0"})),
             transport: "rest",
         };
+        let request_data = serde_json::json!({"plaintext": "c2VjcmV0"});
         let data = serde_json::json!({"ciphertext": "vault:v3:abc", "key_version": 3});
         let response = ResponseView {
             status: 200,
             data: Some(&data),
-            ..ResponseView::default()
+            warnings: &["careful".to_owned()],
+            error: None,
         };
         let mut cipherd = CipherdView {
             mount: Some("transit/".into()),
             key: Some("orders".into()),
             ..CipherdView::default()
         };
-        collect_versions(response.data.as_ref().unwrap(), &mut cipherd.key_versions);
-        let body = render(
-            "response",
-            "2026-01-01T00:00:00Z",
+        let mut request_text = String::new();
+        request_data.write_protected(&hasher, &mut request_text, Some(&mut cipherd.facts));
+        let mut response_text = String::new();
+        data.write_protected(&hasher, &mut response_text, Some(&mut cipherd.facts));
+        let options = RenderOptions {
+            hmac_accessor: true,
+        };
+        let head = render_head(
             &auth,
             &request,
-            Some(&response),
-            &cipherd,
+            cipherd.mount.as_deref(),
+            Some(&request_text),
             &hasher,
-            RenderOptions {
-                hmac_accessor: true,
-            },
+            &IdentityCache::default(),
+            options,
+        );
+        let body = render_entry(
+            "response",
+            "2026-01-01T00:00:01Z",
+            &head,
+            Some((&response, Some(&response_text))),
+            &cipherd,
+            request.transport,
         );
         let entry: Value = serde_json::from_str(&format!("{body}}}")).unwrap();
         assert!(!body.contains("hvs.secret-token"));
         assert!(!body.contains("c2VjcmV0"));
         assert!(!body.contains("acc123"));
         assert!(!body.contains("vault:v3:abc"));
+        let token = hasher.hash_str("hvs.secret-token");
+        let accessor = hasher.hash_str("acc123");
+        let expected = serde_json::json!({
+            "time": "2026-01-01T00:00:01Z",
+            "type": "response",
+            "auth": {
+                "client_token": token,
+                "accessor": accessor,
+                "display_name": "token",
+                "policies": ["default", "payments"],
+                "token_policies": ["default", "payments"],
+                "policy_results": {"allowed": true},
+                "metadata": {"team": "a \"quoted\" name"},
+                "token_type": "service",
+                "token_ttl": 3600,
+                "token_issue_time": "2026-01-01T00:00:00Z",
+            },
+            "request": {
+                "id": "id-1",
+                "operation": "update",
+                "mount_point": "transit/",
+                "mount_type": "transit",
+                "client_token": token,
+                "client_token_accessor": accessor,
+                "namespace": {"id": "root"},
+                "path": "transit/encrypt/orders",
+                "data": {"plaintext": hasher.hash_str("c2VjcmV0")},
+                "remote_address": "127.0.0.1",
+                "remote_port": 5000,
+            },
+            "response": {
+                "mount_point": "transit/",
+                "mount_type": "transit",
+                "status": 200,
+                "data": {"ciphertext": hasher.hash_str("vault:v3:abc"), "key_version": 3},
+                "warnings": ["careful"],
+            },
+            "cipherd": {"transport": "rest", "key": "orders", "key_versions": [3]},
+        });
+        assert_eq!(entry, expected);
+        // Vault's field order, which log pipelines may rely on.
+        let keys: Vec<&String> = entry.as_object().unwrap().keys().collect();
         assert_eq!(
-            entry["auth"]["client_token"],
-            hasher.hash_str("hvs.secret-token")
+            keys,
+            ["time", "type", "auth", "request", "response", "cipherd"]
         );
-        assert_eq!(
-            entry["request"]["data"]["plaintext"],
-            hasher.hash_str("c2VjcmV0")
-        );
-        assert_eq!(entry["response"]["data"]["key_version"], 3);
-        assert_eq!(entry["cipherd"]["key_versions"], serde_json::json!([3]));
-        assert_eq!(entry["cipherd"]["key"], "orders");
-        assert_eq!(entry["request"]["remote_address"], "127.0.0.1");
     }
 
     #[test]
-    fn versions_come_from_ciphertexts_and_key_version_fields() {
-        let mut versions = BTreeSet::new();
-        collect_versions(
-            &serde_json::json!({"batch_input": [{"ciphertext": "vault:v1:x"}, {"ciphertext": "vault:v12:y"}, {"ciphertext": "nope"}], "key_version": 4}),
-            &mut versions,
+    fn times_are_written_as_the_time_crate_writes_them() {
+        for (secs, nanos) in [
+            (0, 0),
+            (1_764_900_000, 0),
+            (1_764_900_000, 1),
+            (1_764_900_000, 415_892_036),
+            (1_764_900_000, 415_892_000),
+            (1_764_900_001, 100_000_000),
+            (253_402_300_799, 999_999_999),
+        ] {
+            let at = time::OffsetDateTime::from_unix_timestamp(secs)
+                .unwrap()
+                .replace_nanosecond(nanos)
+                .unwrap();
+            let expected = at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            assert_eq!(rfc3339(secs.try_into().unwrap(), nanos), expected);
+        }
+        let now = now_rfc3339();
+        assert!(
+            time::OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339)
+                .is_ok(),
+            "{now}"
         );
-        assert_eq!(versions.into_iter().collect::<Vec<_>>(), vec![1, 4, 12]);
+    }
+
+    #[test]
+    fn renders_a_bare_request_entry_and_an_error() {
+        let hasher = Hasher::new(&SecretBytes::from_slice(b"k"), false);
+        let request = RequestView {
+            id: "id-2".into(),
+            operation: "read",
+            path: "sys/mounts".into(),
+            remote: None,
+            transport: "grpc",
+        };
+        let options = RenderOptions {
+            hmac_accessor: false,
+        };
+        let head = render_head(
+            &AuthView::default(),
+            &request,
+            None,
+            None,
+            &hasher,
+            &IdentityCache::default(),
+            options,
+        );
+        let cipherd = CipherdView::default();
+        let body = render_entry("request", "t", &head, None, &cipherd, "grpc");
+        let entry: Value = serde_json::from_str(&format!("{body}}}")).unwrap();
         assert_eq!(
-            batch_items(&serde_json::json!({"batch_input": [1, 2]})),
-            Some(2)
+            entry,
+            serde_json::json!({
+                "time": "t",
+                "type": "request",
+                "auth": {"token_type": "default"},
+                "request": {"id": "id-2", "operation": "read", "namespace": {"id": "root"}, "path": "sys/mounts"},
+                "cipherd": {"transport": "grpc"},
+            })
         );
-        assert_eq!(batch_items(&serde_json::json!({"plaintext": "x"})), None);
+        let response = ResponseView {
+            status: 403,
+            error: Some("permission denied".into()),
+            ..ResponseView::default()
+        };
+        let body = render_entry(
+            "response",
+            "t",
+            &head,
+            Some((&response, None)),
+            &cipherd,
+            "grpc",
+        );
+        let entry: Value = serde_json::from_str(&format!("{body}}}")).unwrap();
+        assert_eq!(entry["response"], serde_json::json!({"status": 403}));
+        assert_eq!(entry["error"], "permission denied");
     }
 }

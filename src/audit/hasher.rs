@@ -6,9 +6,13 @@
 //! booleans pass through, map keys are not hashed. The same function answers
 //! `sys/audit-hash`, so an operator can hash a known value and search for it.
 
-use ring::hmac;
-use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
 
+use parking_lot::RwLock;
+use ring::hmac;
+
+use super::json;
 use crate::crypto::SecretBytes;
 
 /// The prefix of every hashed value.
@@ -16,40 +20,6 @@ pub const HMAC_PREFIX: &str = "hmac-sha256:";
 
 /// Length of `hmac-sha256:<64 hex digits>`.
 pub const HASHED_LEN: usize = 12 + 64;
-
-/// A JSON value that serializes with every string hashed (see [`Hasher::protected`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Protected<'a> {
-    value: &'a Value,
-    hasher: &'a Hasher,
-}
-
-impl serde::Serialize for Protected<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
-        match self.value {
-            Value::String(text) if !self.hasher.raw => {
-                let mut buf = [0u8; HASHED_LEN];
-                serializer.serialize_str(self.hasher.hash_into(text, &mut buf))
-            }
-            Value::Array(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(&self.hasher.protected(item))?;
-                }
-                seq.end()
-            }
-            Value::Object(fields) => {
-                let mut map = serializer.serialize_map(Some(fields.len()))?;
-                for (name, field) in fields {
-                    map.serialize_entry(name, &self.hasher.protected(field))?;
-                }
-                map.end()
-            }
-            other => other.serialize(serializer),
-        }
-    }
-}
 
 /// HMAC-SHA256 under one device's salt.
 pub struct Hasher {
@@ -92,12 +62,16 @@ impl Hasher {
         std::str::from_utf8(buf).unwrap_or(HMAC_PREFIX)
     }
 
-    /// `value` with every string inside it hashed, for serialization without
-    /// copying the tree.
-    pub fn protected<'a>(&'a self, value: &'a Value) -> Protected<'a> {
-        Protected {
-            value,
-            hasher: self,
+    /// Appends `value` as the log shows it, as a JSON string literal: hashed
+    /// (no escaping needed), or escaped in clear when the device logs raw.
+    pub fn push_protected(&self, value: &str, out: &mut String) {
+        if self.raw {
+            json::push_str(out, value);
+        } else {
+            let mut buf = [0u8; HASHED_LEN];
+            out.push('"');
+            out.push_str(self.hash_into(value, &mut buf));
+            out.push('"');
         }
     }
 
@@ -111,29 +85,53 @@ impl Hasher {
     }
 }
 
+/// How many tokens [`IdentityCache`] remembers before it starts over.
+const IDENTITY_CACHE_LIMIT: usize = 4096;
+
+/// A token and its accessor as one device writes them.
+#[derive(Debug)]
+pub struct Identity {
+    /// The client token, protected.
+    pub token: String,
+    /// The accessor, protected unless the device sets `hmac_accessor=false`.
+    pub accessor: String,
+}
+
+/// The protected token and accessor of recently seen tokens, by accessor.
+///
+/// Every entry shows the caller's token and accessor, hashed: two HMACs per
+/// entry for values that are the same on every request of a client. A token
+/// and its accessor are one-to-one (the accessor is what the token resolved
+/// to), so the accessor keys the pair; only the hashes, which the log shows
+/// anyway, are kept, never a token.
+#[derive(Debug, Default)]
+pub struct IdentityCache {
+    by_accessor: RwLock<HashMap<String, Arc<Identity>>>,
+}
+
+impl IdentityCache {
+    /// The pair for `accessor`, made by `protect` on first sight.
+    pub fn get_or_protect(
+        &self,
+        accessor: &str,
+        protect: impl FnOnce() -> Identity,
+    ) -> Arc<Identity> {
+        if let Some(known) = self.by_accessor.read().get(accessor) {
+            return known.clone();
+        }
+        let identity = Arc::new(protect());
+        let mut by_accessor = self.by_accessor.write();
+        if by_accessor.len() >= IDENTITY_CACHE_LIMIT {
+            by_accessor.clear();
+        }
+        by_accessor.insert(accessor.to_owned(), identity.clone());
+        identity
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hashes_strings_only_and_keeps_keys() {
-        let hasher = Hasher::new(&SecretBytes::from_slice(b"salt"), false);
-        let value = serde_json::to_value(hasher.protected(&serde_json::json!({
-            "plaintext": "aGVsbG8=",
-            "key_version": 3,
-            "valid": true,
-            "batch_input": [{"plaintext": "eA=="}],
-        })))
-        .unwrap();
-        assert_eq!(value["key_version"], 3);
-        assert_eq!(value["valid"], true);
-        assert_eq!(value["plaintext"], hasher.hash_str("aGVsbG8="));
-        assert_eq!(
-            value["batch_input"][0]["plaintext"],
-            hasher.hash_str("eA==")
-        );
-        assert_ne!(hasher.hash_str("aGVsbG8="), hasher.hash_str("eA=="));
-    }
 
     #[test]
     fn matches_rfc_4231_case_2() {
@@ -146,25 +144,40 @@ mod tests {
     }
 
     #[test]
-    fn protected_hashes_nested_strings_in_place() {
-        let hasher = Hasher::new(&SecretBytes::from_slice(b"salt"), false);
-        let value = serde_json::json!({"a": ["x", 1, {"b": "y"}], "c": true});
-        let expected = serde_json::json!({
-            "a": [hasher.hash_str("x"), 1, {"b": hasher.hash_str("y")}],
-            "c": true,
-        });
-        assert_eq!(
-            serde_json::to_value(hasher.protected(&value)).unwrap(),
-            expected
-        );
+    fn identity_cache_protects_once_and_stays_bounded() {
+        let cache = IdentityCache::default();
+        let mut made = 0;
+        for _ in 0..3 {
+            let identity = cache.get_or_protect("acc", || {
+                made += 1;
+                Identity {
+                    token: "t".into(),
+                    accessor: "a".into(),
+                }
+            });
+            assert_eq!(identity.token, "t");
+        }
+        assert_eq!(made, 1);
+        for n in 0..IDENTITY_CACHE_LIMIT + 10 {
+            cache.get_or_protect(&n.to_string(), || Identity {
+                token: String::new(),
+                accessor: String::new(),
+            });
+        }
+        assert!(cache.by_accessor.read().len() <= IDENTITY_CACHE_LIMIT);
     }
 
     #[test]
-    fn raw_mode_passes_values_through() {
-        let hasher = Hasher::new(&SecretBytes::from_slice(b"salt"), true);
-        let value = serde_json::json!({"plaintext": "aGVsbG8="});
-        let written = serde_json::to_value(hasher.protected(&value)).unwrap();
-        assert_eq!(written["plaintext"], "aGVsbG8=");
-        assert_eq!(hasher.protect("aGVsbG8="), "aGVsbG8=");
+    fn pushes_hashed_or_raw_json_strings() {
+        let hashed = Hasher::new(&SecretBytes::from_slice(b"salt"), false);
+        let mut out = String::new();
+        hashed.push_protected("aGVsbG8=", &mut out);
+        assert_eq!(out, format!("\"{}\"", hashed.hash_str("aGVsbG8=")));
+        let raw = Hasher::new(&SecretBytes::from_slice(b"salt"), true);
+        let mut out = String::new();
+        raw.push_protected("a\"b", &mut out);
+        assert_eq!(out, r#""a\"b""#);
+        assert_eq!(raw.protect("aGVsbG8="), "aGVsbG8=");
+        assert_ne!(hashed.protect("aGVsbG8="), "aGVsbG8=");
     }
 }

@@ -18,12 +18,15 @@
 //! once both are written. Either way no result leaves the server unaudited.
 
 pub mod chain;
+pub mod data;
 mod device;
 pub mod entry;
 mod error;
 pub mod hasher;
+pub mod json;
 pub mod report;
 mod store;
+mod syncer;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -33,6 +36,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 pub use chain::CheckpointSigner;
+pub use data::{AuditData, DataFacts};
 pub use device::Device;
 pub use entry::{AuthView, CipherdView, RequestView, ResponseView};
 pub use error::AuditError;
@@ -243,35 +247,46 @@ impl AuditLog {
         (self.signer.public_key_base64(), self.signer.key_id())
     }
 
-    /// Renders the request entry of `frame` for every device. For a request
-    /// that changes state it is written now, and this returns once at least
-    /// one device wrote it (else `Unavailable`); for a read-only one it is
-    /// kept in the frame and written with the response entry, in the same
+    /// The devices a new request's frame writes to (none: nothing is audited).
+    pub fn devices(&self) -> Arc<Vec<Arc<Device>>> {
+        self.devices.load_full()
+    }
+
+    /// Renders the request entry of `frame` for each of its devices. For a
+    /// request that changes state it is written now, and this returns once at
+    /// least one device wrote it (else `Unavailable`); for a read-only one it
+    /// is kept in the frame and written with the response entry, in the same
     /// write, before the result is released.
     pub fn log_request(&self, frame: &Frame) -> Result<(), AuditError> {
-        let devices = self.devices.load_full();
-        if devices.is_empty() {
-            return Ok(());
-        }
-        let time = entry::now_rfc3339();
         let mut state = frame.state.lock();
-        if state.request_logged {
+        if state.request_logged || state.devices.is_empty() {
             return Ok(());
         }
         state.request_logged = true;
+        let time = entry::now_rfc3339();
         let wait = !state.read_only;
         let mut blocking = Vec::new();
-        for device in devices.iter() {
-            let body = entry::render(
-                "request",
-                &time,
-                &state.auth,
-                &state.request,
-                None,
-                &state.cipherd,
+        let FrameState {
+            request,
+            auth,
+            cipherd,
+            devices,
+            ..
+        } = &mut *state;
+        for target in devices.iter_mut() {
+            let device = &target.device;
+            let head = entry::render_head(
+                auth,
+                request,
+                cipherd.mount.as_deref(),
+                target.data.as_deref(),
                 &device.hasher,
+                &device.identities,
                 device.render,
             );
+            let body =
+                entry::render_entry("request", &time, &head, None, cipherd, request.transport);
+            target.head = Some(head);
             if wait {
                 let (answer, heard) = std::sync::mpsc::sync_channel(1);
                 device.submit(vec![body], Waiter::Blocking(answer));
@@ -279,7 +294,7 @@ impl AuditLog {
             } else {
                 // Written together with the response entry, in one write,
                 // before the result is released.
-                state.deferred.push((device.path.clone(), body));
+                target.deferred = Some(body);
             }
         }
         drop(state);
@@ -304,44 +319,62 @@ impl AuditLog {
         frame: &Frame,
         response: ResponseView<'_>,
     ) -> Result<(), AuditError> {
-        let devices = self.devices.load_full();
-        if devices.is_empty() {
-            return Ok(());
-        }
         {
+            let mut state = frame.state.lock();
+            // A device disabled while the request ran (the request may be
+            // the one that disabled it) has written its final checkpoint:
+            // the request's entries go to the devices still enabled.
+            let enabled = self.devices.load();
+            state
+                .devices
+                .retain(|target| enabled.iter().any(|d| Arc::ptr_eq(d, &target.device)));
+            if state.devices.is_empty() {
+                return Ok(());
+            }
             // A request that never reached an authorization check has already
             // run: its request entry is written with the response, not before.
-            let mut state = frame.state.lock();
             if !state.request_logged {
                 state.read_only = true;
             }
         }
         self.log_request(frame)?;
         let time = entry::now_rfc3339();
-        let mut writes = Vec::with_capacity(devices.len());
+        let mut writes = Vec::new();
         {
             let mut state = frame.state.lock();
-            if let Some(data) = response.data {
-                entry::collect_versions(data, &mut state.cipherd.key_versions);
-            }
-            let mut deferred = std::mem::take(&mut state.deferred);
-            for device in devices.iter() {
-                let body = entry::render(
+            let FrameState {
+                request,
+                cipherd,
+                devices,
+                ..
+            } = &mut *state;
+            // The data first, for every device: the first rendering also
+            // collects the key versions the `cipherd` object names.
+            let mut facts = Some(&mut cipherd.facts);
+            let rendered: Vec<Option<String>> = devices
+                .iter()
+                .map(|target| {
+                    response.data.map(|data| {
+                        let mut text = String::new();
+                        data.write_protected(&target.device.hasher, &mut text, facts.take());
+                        text
+                    })
+                })
+                .collect();
+            for (target, data) in devices.iter_mut().zip(rendered) {
+                let head = target.head.as_deref().unwrap_or_default();
+                let body = entry::render_entry(
                     "response",
                     &time,
-                    &state.auth,
-                    &state.request,
-                    Some(&response),
-                    &state.cipherd,
-                    &device.hasher,
-                    device.render,
+                    head,
+                    Some((&response, data.as_deref())),
+                    cipherd,
+                    request.transport,
                 );
                 let mut bodies = Vec::with_capacity(2);
-                if let Some(at) = deferred.iter().position(|(path, _)| *path == device.path) {
-                    bodies.push(deferred.swap_remove(at).1);
-                }
+                bodies.extend(target.deferred.take());
                 bodies.push(body);
-                writes.push((device, bodies));
+                writes.push((target.device.clone(), bodies));
             }
         }
         let mut written = 0;
@@ -395,9 +428,22 @@ struct FrameState {
     /// True for operations that change nothing (their request entry need not
     /// be written before they run).
     read_only: bool,
-    /// Rendered request entries of a read-only request, by device path,
-    /// written with the response entry.
-    deferred: Vec<(String, String)>,
+    /// The devices enabled when the request arrived, each with what it has
+    /// rendered of the request so far.
+    devices: Vec<FrameDevice>,
+}
+
+/// What one device has rendered of a request.
+struct FrameDevice {
+    device: Arc<Device>,
+    /// The request's data as this device shows it (rendered on arrival, so
+    /// the adapter keeps no copy of it).
+    data: Option<String>,
+    /// `auth` and `request`, shared by both entries (rendered at the
+    /// request entry).
+    head: Option<String>,
+    /// The request entry of a read-only request, written with the response.
+    deferred: Option<String>,
 }
 
 impl std::fmt::Debug for Frame {
@@ -407,13 +453,29 @@ impl std::fmt::Debug for Frame {
 }
 
 impl Frame {
-    /// A frame for `request`; `token` is the client token as sent.
-    pub fn new(mut request: RequestView, token: Option<&str>) -> Self {
+    /// A frame for `request` with its `data`, written to `devices`; `token`
+    /// is the client token as sent.
+    pub fn new(
+        mut request: RequestView,
+        data: Option<&dyn AuditData>,
+        token: Option<&str>,
+        devices: &[Arc<Device>],
+    ) -> Self {
         let mut cipherd = CipherdView::default();
-        if let Some(data) = &request.data {
-            entry::collect_versions(data, &mut cipherd.key_versions);
-            cipherd.items = entry::batch_items(data);
-        }
+        let mut facts = Some(&mut cipherd.facts);
+        let devices = devices
+            .iter()
+            .map(|device| FrameDevice {
+                device: device.clone(),
+                data: data.map(|data| {
+                    let mut text = String::new();
+                    data.write_protected(&device.hasher, &mut text, facts.take());
+                    text
+                }),
+                head: None,
+                deferred: None,
+            })
+            .collect();
         if request.id.is_empty() {
             request.id = new_request_id();
         }
@@ -427,7 +489,7 @@ impl Frame {
                 cipherd,
                 request_logged: false,
                 read_only: false,
-                deferred: Vec::new(),
+                devices,
             }),
         }
     }

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use super::{RequestContext, Service, ServiceError, Unsealed};
-use crate::audit::{AuditError, DeviceInfo, DeviceSpec, Frame, RequestView, ResponseView};
+use crate::audit::{
+    AuditData, AuditError, DeviceInfo, DeviceSpec, Frame, RequestView, ResponseView,
+};
 use crate::auth::{Capability, TokenEntry};
 
 /// Vault's audit `operation` for a capability.
@@ -55,32 +57,27 @@ fn fill_token(auth: &mut crate::audit::AuthView, entry: &TokenEntry) {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     auth.token_ttl = entry.creation_ttl_secs;
-    let issued = time::OffsetDateTime::from_unix_timestamp(
-        i64::try_from(entry.creation_time_unix).unwrap_or(0),
-    )
-    .ok()
-    .and_then(|t| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    });
-    auth.token_issue_time = issued;
+    auth.token_issue_time = Some(crate::audit::entry::rfc3339(entry.creation_time_unix, 0));
 }
 
 impl Service {
     /// A frame for a request, or `None` when nothing is audited (sealed, or
     /// no device enabled): then auditing costs one atomic load per request.
-    /// `describe` is only called when a frame is made.
+    /// `describe` is only called when a frame is made; `data` (the request's
+    /// fields) is rendered for each device then, not kept.
     pub fn audit_frame(
         &self,
         token: Option<&str>,
         describe: impl FnOnce() -> RequestView,
+        data: Option<&dyn AuditData>,
     ) -> Option<Arc<Frame>> {
         let state = self.unsealed.load();
         let state = state.as_ref()?;
         if !state.audit.is_enabled() {
             return None;
         }
-        Some(Arc::new(Frame::new(describe(), token)))
+        let devices = state.audit.devices();
+        Some(Arc::new(Frame::new(describe(), data, token, &devices)))
     }
 
     /// Writes the response entry (and the request entry, if the request never

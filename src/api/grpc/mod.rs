@@ -189,14 +189,17 @@ fn audit_frame<Req: prost::Name + prost::Message>(
     remote: Option<std::net::SocketAddr>,
     message: &Req,
 ) -> Option<Arc<Frame>> {
-    service.audit_frame(token, || RequestView {
-        id: String::new(),
-        operation: "update",
-        path: String::new(),
-        remote,
-        data: audit_json::to_json(message),
-        transport: Transport::Grpc.name(),
-    })
+    service.audit_frame(
+        token,
+        || RequestView {
+            id: String::new(),
+            operation: "update",
+            path: String::new(),
+            remote,
+            transport: Transport::Grpc.name(),
+        },
+        Some(&audit_json::ProtoData(message)),
+    )
 }
 
 /// Writes the response entry of an audited call; an answer no device could
@@ -209,11 +212,10 @@ async fn audit_finish<Resp: prost::Name + prost::Message>(
     let Some(frame) = frame else {
         return result;
     };
-    let data = result.as_ref().ok().and_then(audit_json::to_json);
     let view = match &result {
-        Ok(_) => ResponseView {
+        Ok(message) => ResponseView {
             status: 200,
-            data: data.as_ref(),
+            data: Some(&audit_json::ProtoData(message)),
             ..ResponseView::default()
         },
         Err(status) => ResponseView {

@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 pub use fields::Fields;
 pub use reply::Reply;
 
-use crate::audit::{Frame, RequestView, ResponseView};
+use crate::audit::{AuditData, Frame, RequestView, ResponseView};
 use crate::service::{RequestContext, Service, Transport};
 
 /// Request limits (issue: configurable with safe defaults).
@@ -216,16 +216,17 @@ async fn handle(
         Err(reply) => return reply.into_response(),
     };
     let frame = if is_audited(&request.path) {
-        state
-            .service
-            .audit_frame(request.token.as_deref(), || RequestView {
+        state.service.audit_frame(
+            request.token.as_deref(),
+            || RequestView {
                 id: String::new(),
                 operation: request.operation.audit_name(),
                 path: request.path.clone(),
                 remote: remote.map(|Extension(ConnectInfo(address))| address.0),
-                data: (!request.fields.is_empty()).then(|| Value::Object(request.fields.clone())),
                 transport: Transport::Rest.name(),
-            })
+            },
+            (!request.fields.is_empty()).then_some(&request.fields as &dyn AuditData),
+        )
     } else {
         None
     };
@@ -267,17 +268,18 @@ fn audit_view<'a>(reply: &'a Reply, token_reply: &'a mut Option<Value>) -> Respo
         } => ResponseView {
             status: status.as_u16(),
             data: match (data, auth) {
-                (data, None) => data.as_ref(),
-                (data, Some(auth)) => {
-                    Some(&*token_reply.insert(serde_json::json!({ "data": data, "auth": auth })))
-                }
+                (data, None) => data.as_ref().map(|data| data as &dyn AuditData),
+                (data, Some(auth)) => Some(
+                    &*token_reply.insert(serde_json::json!({ "data": data, "auth": auth }))
+                        as &dyn AuditData,
+                ),
             },
             warnings,
             error: None,
         },
         Reply::Raw(status, value) => ResponseView {
             status: status.as_u16(),
-            data: (!value.is_null()).then_some(value),
+            data: (!value.is_null()).then_some(value as &dyn AuditData),
             ..ResponseView::default()
         },
         Reply::NoContent => ResponseView {
