@@ -1,7 +1,9 @@
 //! Runs a cipherd server: opens storage, builds the service, binds the
-//! listeners (REST, and gRPC unless disabled), prints the listen line, serves
-//! both until `shutdown` resolves, then seals (flushing encryption counters and
-//! zeroizing keys).
+//! listeners (REST, and gRPC unless disabled), starts the I/O runtimes that
+//! serve the connections (`runtimes`: one per core by default), prints the
+//! listen line, serves both until `shutdown` resolves, lets the requests in
+//! flight finish, joins the runtime threads, then seals (flushing encryption
+//! counters and zeroizing keys).
 //!
 //! `--dev` uses the in-memory store, initializes with one share, unseals
 //! itself and prints the root token. Otherwise the server starts sealed (or
@@ -15,15 +17,28 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
 
 use crate::api::grpc;
 use crate::api::rest::{self, Limits};
 use crate::service::{Service, ServiceError, ServiceOptions};
 use crate::storage::{MemoryStorage, RedbStorage, Storage, StorageError};
 
+mod runtimes;
+
+pub use runtimes::IoRuntimes;
+use runtimes::{Incoming, Runtimes};
+
 /// How often background housekeeping runs (counter flush, auto-rotation,
 /// expired tokens).
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a REST client may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Validated server settings.
 #[derive(Debug, Clone)]
@@ -46,6 +61,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Service tunables.
     pub service: ServiceOptions,
+    /// Where connections are served: one runtime per core by default.
+    pub io_runtimes: IoRuntimes,
 }
 
 /// Why the server could not start or stopped.
@@ -107,20 +124,11 @@ pub async fn run(
         .as_ref()
         .map(crate::tls::TlsFiles::read_pem)
         .transpose()?;
-    let scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
+    let grpc_server = match &grpc_listener {
+        Some(_) => Some(grpc::GrpcServer::new(service.clone(), grpc_tls).await?),
+        None => None,
     };
-    // Scripts and tests find the server by this line: `rest=` first, then
-    // `grpc=` when gRPC is served.
-    match &grpc_listener {
-        Some(grpc_listener) => {
-            let grpc_address = grpc_listener.local_addr()?;
-            println!("cipherd listening rest={scheme}://{address} grpc={scheme}://{grpc_address}");
-        }
-        None => println!("cipherd listening rest={scheme}://{address}"),
-    }
+    let runtimes = Runtimes::start(config.io_runtimes)?;
 
     let housekeeping = {
         let service = service.clone();
@@ -134,76 +142,105 @@ pub async fn run(
             }
         })
     };
-    // One shutdown signal, heard by both servers.
+    // One shutdown signal, heard by the acceptors and every server; a server
+    // that fails raises it too, so that the others stop.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
+    let stop = Arc::new(stop);
+    let signal = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.send_replace(true);
+        })
+    };
     let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
+
+    // Every runtime serves the connections handed to it, on both listeners.
+    let count = runtimes.handles().len();
+    let mut servers = tokio::task::JoinSet::new();
+    let mut acceptors = tokio::task::JoinSet::new();
     let app = rest::router(service.clone(), config.limits);
-    let rest_stopped = until_stopped(stopped.clone());
-    let rest_served = async {
-        match acceptor {
-            Some(acceptor) => {
-                let listener = crate::tls::TlsListener::new(listener, acceptor)?;
-                serve_rest(listener, app, config.limits, rest_stopped).await
-            }
-            None => {
-                use axum::serve::ListenerExt as _;
-                // Small replies must not wait for Nagle's algorithm (the TLS
-                // listener sets this on its own connections).
-                let listener = listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                serve_rest(listener, app, config.limits, rest_stopped).await
+    let (outlets, incomings) = runtimes::channels(count);
+    for (handle, incoming) in runtimes.handles().iter().zip(incomings) {
+        let served = serve_rest(
+            incoming,
+            acceptor.clone(),
+            app.clone(),
+            config.limits,
+            until_stopped(stopped.clone()),
+        );
+        servers.spawn_on(served, handle);
+    }
+    acceptors.spawn(runtimes::accept(listener, outlets, stopped.clone()));
+    let mut health = None;
+    if let (Some(grpc_listener), Some((grpc_server, watch))) = (grpc_listener, grpc_server) {
+        let grpc_address = grpc_listener.local_addr()?;
+        let (outlets, incomings) = runtimes::channels(count);
+        for (handle, incoming) in runtimes.handles().iter().zip(incomings) {
+            let served = grpc_server
+                .clone()
+                .serve(incoming.into_stream(), until_stopped(stopped.clone()));
+            servers.spawn_on(served, handle);
+        }
+        acceptors.spawn(runtimes::accept(grpc_listener, outlets, stopped.clone()));
+        health = Some((tokio::spawn(watch.run()), grpc_address));
+    }
+
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    // Scripts and tests find the server by this line: `rest=` first, then
+    // `grpc=` when gRPC is served.
+    match &health {
+        Some((_, grpc_address)) => {
+            println!("cipherd listening rest={scheme}://{address} grpc={scheme}://{grpc_address}");
+        }
+        None => println!("cipherd listening rest={scheme}://{address}"),
+    }
+
+    // The servers end once stopped and drained. The first to fail stops the
+    // others; its error is the one reported.
+    let mut served = Ok(());
+    while let Some(joined) = servers.join_next().await {
+        let result = joined.unwrap_or_else(|error| Err(std::io::Error::other(error)));
+        if let Err(error) = result {
+            stop.send_replace(true);
+            if served.is_ok() {
+                served = Err(error);
             }
         }
-    };
-    let grpc_served = async {
-        match grpc_listener {
-            Some(grpc_listener) => {
-                grpc::serve_with_tls(
-                    grpc_listener,
-                    service.clone(),
-                    grpc_tls,
-                    until_stopped(stopped.clone()),
-                )
-                .await
-            }
-            None => Ok(()),
-        }
-    };
-    // The first server to fail stops the other (its future is dropped).
-    let served = tokio::try_join!(rest_served, grpc_served);
+    }
+    acceptors.shutdown().await;
+    signal.abort();
+    if let Some((health, _)) = health {
+        health.abort();
+    }
+    let joined = runtimes.stop().await;
     housekeeping.abort();
     service.seal_now();
     served?;
+    joined?;
     Ok(())
 }
 
-/// Serves the REST router on `listener` (HTTP/1.1, and HTTP/2 where TLS ALPN
-/// picks it) until `shutdown` completes, then lets the open connections
-/// finish their requests. This is `axum::serve` with the request head bounded
-/// by [`Limits::header_buffer_bytes`], which axum does not expose; every
-/// request carries the client address as `ConnectInfo<RemoteAddr>` for the
-/// audit log.
-async fn serve_rest<L>(
-    mut listener: L,
+/// Serves the REST router on the connections of `incoming` (HTTP/1.1, and
+/// HTTP/2 where TLS ALPN picks it; TLS handshakes run on the calling runtime)
+/// until `shutdown` completes or `incoming` ends, then lets the open
+/// connections finish their requests. This is `axum::serve` with the request
+/// head bounded by [`Limits::header_buffer_bytes`], which axum does not
+/// expose; every request carries the client address as
+/// `ConnectInfo<RemoteAddr>` for the audit log.
+async fn serve_rest(
+    mut incoming: Incoming,
+    tls: Option<TlsAcceptor>,
     app: axum::Router,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), std::io::Error>
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-{
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    use hyper_util::service::TowerToHyperService;
-    use tower::ServiceExt as _;
-
+) -> Result<(), std::io::Error> {
     let cap = limits.header_buffer_bytes();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).max_buf_size(cap);
@@ -218,43 +255,72 @@ where
     let (close, closed) = tokio::sync::watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (io, remote) = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (tcp, remote) = tokio::select! {
+            next = incoming.next() => match next {
+                Some(connection) => connection,
+                None => break,
+            },
             () = &mut shutdown => break,
         };
-        let info = axum::extract::ConnectInfo(crate::tls::RemoteAddr(remote));
-        let service = app.clone().map_request(
-            move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(info);
-                request
-            },
-        );
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
-            .into_owned();
-        let mut signalled = signalled.clone();
+        let builder = builder.clone();
+        let app = app.clone();
+        let tls = tls.clone();
+        let signalled = signalled.clone();
         let closed = closed.clone();
         tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let served = tokio::select! {
-                served = connection.as_mut() => served,
-                _ = signalled.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = served {
-                tracing::debug!(%error, %remote, "REST connection ended with an error");
+            match tls {
+                None => serve_rest_connection(&builder, tcp, remote, app, signalled).await,
+                Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        serve_rest_connection(&builder, tls, remote, app, signalled).await;
+                    }
+                    // A failed or stalled handshake concerns that client only.
+                    Ok(Err(error)) => tracing::debug!(%error, %remote, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                },
             }
             drop(closed);
         });
     }
-    // Stop accepting, then wait for the requests in flight.
-    drop(listener);
+    // Stop taking connections, then wait for the requests in flight.
+    drop(incoming);
     let _ = signal.send(());
     drop(closed);
     close.closed().await;
     Ok(())
+}
+
+/// Serves one REST connection (plain TCP or TLS) until the client closes it,
+/// or until `signalled` changes and its requests in flight are answered.
+async fn serve_rest_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    remote: SocketAddr,
+    app: axum::Router,
+    mut signalled: tokio::sync::watch::Receiver<()>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let info = axum::extract::ConnectInfo(crate::tls::RemoteAddr(remote));
+    let service = app.map_request(
+        move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(info);
+            request
+        },
+    );
+    let connection =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    let mut connection = std::pin::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        _ = signalled.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = served {
+        tracing::debug!(%error, %remote, "REST connection ended with an error");
+    }
 }
 
 fn start_dev(service: &Service, root_token: Option<&str>) -> Result<(), ServerError> {

@@ -667,6 +667,56 @@ async fn dev_mode_prints_a_root_token_and_serves_at_once() {
     assert_decrypts(&client, "dev", &ciphertext, b"random token").await;
 }
 
+/// Every way of serving connections (one runtime per core, a given number of
+/// runtimes, the shared runtime) serves REST on many connections at once, and
+/// on SIGTERM lets a request in flight finish before the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_runtimes_serve_and_drain_on_sigterm() {
+    for flags in [
+        &[][..],
+        &["--io-threads", "1"][..],
+        &["--io-threads", "3"][..],
+        &["--shared-runtime"][..],
+    ] {
+        let mut args = vec!["--dev-root-token", "root"];
+        args.extend_from_slice(flags);
+        let mut server = ProcessServer::start_dev(&args);
+        let root = server.client(Some("root"));
+        assert_eq!(root.post("transit/keys/drain", json!({})).await.status, 200);
+        // Separate clients, so separate connections, dealt to the runtimes in turn.
+        let mut calls = Vec::new();
+        for i in 0..8u8 {
+            let client = process::Client::new(server.addr(), Some("root"));
+            calls.push(tokio::spawn(async move {
+                encrypt(&client, "drain", &[i; 16]).await
+            }));
+        }
+        for call in calls {
+            let ciphertext = call.await.expect("encrypt task");
+            assert!(
+                ciphertext.starts_with("vault:v1:"),
+                "{flags:?}: {ciphertext}"
+            );
+        }
+
+        // RSA-4096 generation takes a while on the blocking pool: SIGTERM
+        // arrives while it runs, and the answer must still come back.
+        let client = server.client(Some("root"));
+        let slow = tokio::spawn(async move {
+            client
+                .post("transit/keys/slow", json!({"type": "rsa-4096"}))
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let status = tokio::task::spawn_blocking(move || server.stop())
+            .await
+            .expect("stop");
+        assert!(status.success(), "{flags:?}: SIGTERM exit status {status}");
+        let reply = slow.await.expect("slow request");
+        assert_eq!(reply.status, 200, "{flags:?}: {:?}", reply.body);
+    }
+}
+
 #[tokio::test]
 async fn unseal_key_file_unseals_at_start() {
     let dir = tempfile::tempdir().expect("temp dir");

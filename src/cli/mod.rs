@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::api::rest::Limits;
 use crate::engine::EngineOptions;
-use crate::server::{self, ServerConfig};
+use crate::server::{self, IoRuntimes, ServerConfig};
 use crate::service::ServiceOptions;
 
 /// cipherd: encryption as a service, compatible with Vault's Transit engine.
@@ -111,6 +111,15 @@ struct ServerArgs {
     /// batch_window=200us, rotate_bytes=104857600, ...); repeatable.
     #[arg(long = "audit-option", value_name = "NAME=VALUE")]
     audit_options: Vec<String>,
+    /// Threads serving connections, each with a runtime of its own that serves
+    /// its connections wholly (accepted connections are dealt out in turn);
+    /// 0: one per core.
+    #[arg(long, env = "CIPHERD_IO_THREADS", default_value_t = 0)]
+    io_threads: usize,
+    /// Serve every connection on one shared multi-thread runtime instead (as
+    /// before --io-threads; its size follows TOKIO_WORKER_THREADS).
+    #[arg(long, conflicts_with = "io_threads")]
+    shared_runtime: bool,
 }
 
 /// The devices the `--audit-*` flags declare.
@@ -215,6 +224,11 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                 ..EngineOptions::default()
             },
             audit_devices,
+        },
+        io_runtimes: if args.shared_runtime {
+            IoRuntimes::Shared
+        } else {
+            IoRuntimes::PerCore(args.io_threads)
         },
     };
     server::run(config, shutdown_signal()).await?;

@@ -277,6 +277,7 @@ fn command(args: &[&str]) -> Command {
         .env_remove("CIPHERD_LISTEN")
         .env_remove("CIPHERD_UNSEAL_KEY_FILE")
         .env_remove("CIPHERD_DEV_ROOT_TOKEN")
+        .env_remove("CIPHERD_IO_THREADS")
         // Servers run side by side: none may take the default gRPC port.
         .env("CIPHERD_GRPC_LISTEN", "127.0.0.1:0");
     command

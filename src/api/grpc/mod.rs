@@ -14,7 +14,9 @@
 //! lifecycle), `health` (serving status that follows the seal).
 //!
 //! It does not bind sockets of its own choosing, parse configuration, or keep
-//! any state beyond the health reporter: [`serve`] is handed a bound listener.
+//! any state beyond the health reporter: [`serve`] is handed a bound listener,
+//! [`GrpcServer::serve`] the connections someone else accepted (the server
+//! runs one per I/O runtime).
 
 mod audit_json;
 mod batch;
@@ -119,36 +121,78 @@ pub async fn serve(
     service: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), std::io::Error> {
-    serve_with_tls(listener, service, None, shutdown).await
+    let (server, health) = GrpcServer::new(service, None).await?;
+    let watch = tokio::spawn(health.run());
+    // Small unary replies must not wait for Nagle's algorithm.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = server.serve(incoming, shutdown).await;
+    watch.abort();
+    served
 }
 
-/// [`serve`], over TLS when `tls` holds a PEM certificate chain and key.
-pub async fn serve_with_tls(
-    listener: TcpListener,
-    service: Arc<Service>,
-    tls: Option<(Vec<u8>, Vec<u8>)>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), std::io::Error> {
-    let (routes, health) = routes(service)?;
-    health.refresh().await;
-    let mut builder = tonic::transport::Server::builder();
-    if let Some((cert, key)) = tls {
-        let identity = tonic::transport::Identity::from_pem(cert, key);
-        builder = builder
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-            .map_err(std::io::Error::other)?;
+/// The gRPC services, ready to serve connections on any number of runtimes:
+/// each runtime serves its own connections with a clone (the services share
+/// the [`Service`] and the health status).
+#[derive(Debug, Clone)]
+pub struct GrpcServer {
+    routes: Routes,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
+impl GrpcServer {
+    /// Builds the services, over TLS when `tls` holds a PEM certificate chain
+    /// and key. Run the returned [`HealthWatch`] beside the servers (once, on
+    /// any runtime).
+    pub async fn new(
+        service: Arc<Service>,
+        tls: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(Self, HealthWatch), std::io::Error> {
+        let (routes, health) = routes(service)?;
+        health.refresh().await;
+        let tls = tls.map(|(cert, key)| {
+            tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(cert, key))
+        });
+        let server = Self { routes, tls };
+        // A bad certificate fails here, at start-up, not on the first
+        // connection.
+        server.builder()?;
+        Ok((server, health))
     }
-    let watch = tokio::spawn(health.run());
-    let served = builder
-        .add_routes(routes)
-        // Small unary replies must not wait for Nagle's algorithm.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
-    watch.abort();
-    served.map_err(std::io::Error::other)
+
+    fn builder(&self) -> Result<tonic::transport::Server, std::io::Error> {
+        let builder = tonic::transport::Server::builder();
+        match &self.tls {
+            Some(tls) => builder
+                .tls_config(tls.clone())
+                .map_err(std::io::Error::other),
+            None => Ok(builder),
+        }
+    }
+
+    /// Serves the connections of `incoming` (TLS handshakes, when configured,
+    /// run on the calling runtime) until `shutdown` completes or `incoming`
+    /// ends, then lets the open connections finish their calls.
+    pub async fn serve<I, IO>(
+        self,
+        incoming: I,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), std::io::Error>
+    where
+        I: tokio_stream::Stream<Item = Result<IO, std::io::Error>>,
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+    {
+        self.builder()?
+            .add_routes(self.routes)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(std::io::Error::other)
+    }
 }
 
 /// The caller's token: metadata `x-vault-token`, else `authorization: Bearer`.
