@@ -16,6 +16,11 @@
 //! entry (rendered, and timed, when it is authorized) is written together
 //! with its response entry, in one write, and the result is released only
 //! once both are written. Either way no result leaves the server unaudited.
+//!
+//! A request is audited by the devices enabled when it arrived (its frame
+//! renders its data for each of them then); a device disabled while it runs
+//! is left out of its response entry, and one enabled meanwhile starts with
+//! the next request.
 
 pub mod chain;
 pub mod data;
