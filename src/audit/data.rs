@@ -35,11 +35,12 @@ pub trait AuditData: Sync {
 
 impl AuditData for Value {
     fn write_protected(&self, hasher: &Hasher, out: &mut String, facts: Option<&mut DataFacts>) {
+        if let Value::Object(fields) = self {
+            return fields.write_protected(hasher, out, facts);
+        }
+        // Not an object: no batch, but it may still name versions.
         if let Some(facts) = facts {
             collect_versions(self, &mut facts.key_versions);
-            if let Some(items) = batch_items(self) {
-                facts.items = Some(items);
-            }
         }
         write_value(self, hasher, out);
     }
@@ -95,7 +96,7 @@ fn write_map(fields: &Map<String, Value>, hasher: &Hasher, out: &mut String) {
 
 /// Adds the key versions `value` names: `vault:vN:` strings and
 /// `key_version` numbers.
-pub fn collect_versions(value: &Value, out: &mut BTreeSet<u32>) {
+fn collect_versions(value: &Value, out: &mut BTreeSet<u32>) {
     match value {
         Value::String(text) => {
             if let Some(version) = vault_version(text) {
@@ -130,10 +131,6 @@ pub fn vault_version(text: &str) -> Option<u32> {
 }
 
 /// The item count of a batch request (`batch_input` over REST, `items` over gRPC).
-pub fn batch_items(data: &Value) -> Option<usize> {
-    data.as_object().and_then(map_batch_items)
-}
-
 fn map_batch_items(fields: &Map<String, Value>) -> Option<usize> {
     ["batch_input", "items"]
         .iter()

@@ -354,13 +354,7 @@ impl Device {
             // Group append: queue the entries under a short lock and take a
             // ticket; whoever holds the writer next writes everything queued
             // so far in one write, so concurrent requests share a syscall.
-            let (ticket, busy) = self.appends.lock().push(bodies);
-            if busy {
-                // Let the other requests ready on this worker queue their
-                // entries first: whoever takes the writer next writes them
-                // all, one `write` for many requests instead of one each.
-                tokio::task::yield_now().await;
-            }
+            let ticket = self.appends.lock().push(bodies);
             let mut writer = self.writer.lock().await;
             if writer.appended_through < ticket {
                 let (batch, through) = self.appends.lock().take();
@@ -604,27 +598,14 @@ struct Writer {
 struct Appends {
     bodies: Vec<String>,
     last_ticket: u64,
-    last_push: Option<Instant>,
 }
 
-/// Entries that follow each other closer than this mean the device is busy:
-/// a request then yields once before writing, so that one write carries the
-/// entries of every request ready meanwhile (at 20,000 requests/s and more,
-/// the per-write cost of the file system showed as a tenth of the server's
-/// time). A device that is not busy writes at once, adding no latency.
-const BUSY_GAP: Duration = Duration::from_micros(50);
-
 impl Appends {
-    /// Queues `bodies`; returns their ticket, and whether the device is busy.
-    fn push(&mut self, bodies: Vec<String>) -> (u64, bool) {
+    /// Queues `bodies`; returns their ticket.
+    fn push(&mut self, bodies: Vec<String>) -> u64 {
         self.bodies.extend(bodies);
         self.last_ticket += 1;
-        let now = Instant::now();
-        let busy = self
-            .last_push
-            .is_some_and(|last| now.saturating_duration_since(last) < BUSY_GAP);
-        self.last_push = Some(now);
-        (self.last_ticket, busy)
+        self.last_ticket
     }
 
     /// Everything queued, and the last ticket it covers.
@@ -950,8 +931,8 @@ mod tests {
     #[test]
     fn group_appends_answer_each_ticket() {
         let mut appends = Appends::default();
-        assert_eq!(appends.push(vec!["a".into()]).0, 1);
-        assert_eq!(appends.push(vec!["b".into(), "c".into()]).0, 2);
+        assert_eq!(appends.push(vec!["a".into()]), 1);
+        assert_eq!(appends.push(vec!["b".into(), "c".into()]), 2);
         let (bodies, through) = appends.take();
         assert_eq!((bodies.len(), through), (3, 2));
         assert!(appends.take().0.is_empty());

@@ -186,29 +186,41 @@ pub fn render_head(
             accessor.to_owned()
         }
     };
-    let (client_token, accessor) = match (auth.client_token.as_deref(), auth.accessor.as_deref()) {
+    // A token that resolved has an accessor: its pair is cached per device.
+    // Otherwise (no token, or one that did not resolve) each is protected here.
+    let cached;
+    let uncached;
+    let identity: &Identity = match (auth.client_token.as_deref(), auth.accessor.as_deref()) {
         (Some(token), Some(accessor)) => {
-            let identity = identities.get_or_protect(accessor, || Identity {
+            cached = identities.get_or_protect(accessor, || Identity {
                 token: hasher.protect(token),
                 accessor: protect_accessor(accessor),
             });
-            (
-                Some(identity.token.clone()),
-                Some(identity.accessor.clone()),
-            )
+            &cached
         }
-        (token, accessor) => (
-            token.map(|t| hasher.protect(t)),
-            accessor.map(protect_accessor),
-        ),
+        (token, accessor) => {
+            uncached = Identity {
+                token: token.map(|t| hasher.protect(t)).unwrap_or_default(),
+                accessor: accessor.map(protect_accessor).unwrap_or_default(),
+            };
+            &uncached
+        }
     };
+    let client_token = auth
+        .client_token
+        .is_some()
+        .then_some(identity.token.as_str());
+    let accessor = auth
+        .accessor
+        .is_some()
+        .then_some(identity.accessor.as_str());
 
     out.push_str("\"auth\":{");
     let mut fields = Fields::new(&mut out);
-    if let Some(token) = &client_token {
+    if let Some(token) = client_token {
         fields.str("client_token", token);
     }
-    if let Some(accessor) = &accessor {
+    if let Some(accessor) = accessor {
         fields.str("accessor", accessor);
     }
     if let Some(name) = &auth.display_name {
@@ -263,10 +275,10 @@ pub fn render_head(
         fields.str("mount_point", mount);
         fields.str("mount_type", "transit");
     }
-    if let Some(token) = &client_token {
+    if let Some(token) = client_token {
         fields.str("client_token", token);
     }
-    if let Some(accessor) = &accessor {
+    if let Some(accessor) = accessor {
         fields.str("client_token_accessor", accessor);
     }
     fields.raw("namespace", "{\"id\":\"root\"}");

@@ -160,11 +160,6 @@ impl AuditLog {
         })
     }
 
-    /// Whether any device is enabled (no device: nothing is audited).
-    pub fn is_enabled(&self) -> bool {
-        !self.devices.load().is_empty()
-    }
-
     /// The enabled devices, by path.
     pub fn list(&self) -> Vec<DeviceInfo> {
         self.devices
@@ -252,9 +247,10 @@ impl AuditLog {
         (self.signer.public_key_base64(), self.signer.key_id())
     }
 
-    /// The devices a new request's frame writes to (none: nothing is audited).
-    pub fn devices(&self) -> Arc<Vec<Arc<Device>>> {
-        self.devices.load_full()
+    /// The devices a new request's frame writes to (none: nothing is
+    /// audited). A guard, not a clone: one atomic load per request.
+    pub fn devices(&self) -> arc_swap::Guard<Arc<Vec<Arc<Device>>>> {
+        self.devices.load()
     }
 
     /// Renders the request entry of `frame` for each of its devices. For a

@@ -114,6 +114,27 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_sync_is_flagged() {
+        // fdatasync on a pipe fails (EINVAL), as a sync of a broken disk would.
+        let (_reader, writer) = std::io::pipe().unwrap();
+        let pipe = File::from(std::os::fd::OwnedFd::from(writer));
+        let syncer = Syncer::start("file/").unwrap();
+        syncer.request(pipe);
+        // Dropping joins the thread, so the request has been handled.
+        let failed = syncer.failed.clone();
+        drop(syncer);
+        assert!(failed.load(Ordering::Acquire));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("log")).unwrap();
+        let syncer = Syncer::start("file/").unwrap();
+        syncer.request(file);
+        let failed = syncer.failed.clone();
+        drop(syncer);
+        assert!(!failed.load(Ordering::Acquire), "a file syncs");
+    }
+
+    #[test]
     fn failure_flag_clears_on_recovery() {
         let syncer = Syncer::start("file/").unwrap();
         assert!(!syncer.has_failed());

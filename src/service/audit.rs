@@ -73,10 +73,10 @@ impl Service {
     ) -> Option<Arc<Frame>> {
         let state = self.unsealed.load();
         let state = state.as_ref()?;
-        if !state.audit.is_enabled() {
+        let devices = state.audit.devices();
+        if devices.is_empty() {
             return None;
         }
-        let devices = state.audit.devices();
         Some(Arc::new(Frame::new(describe(), data, token, &devices)))
     }
 
