@@ -73,11 +73,12 @@ impl ChainHead {
         }
     }
 
-    /// Appends the chain fields to `body` (a JSON object's text without its
-    /// closing brace), writes the line and its newline to `out`, and advances.
-    pub fn seal_into(&mut self, body: &str, out: &mut Vec<u8>) {
+    /// Appends the chain fields to `body`'s text, writes the line and its
+    /// newline to `out`, and advances. Only the chain fields are hashed here:
+    /// the body's bytes were hashed when it was made.
+    pub fn seal_into(&mut self, body: &SealableBody, out: &mut Vec<u8>) {
         let start = out.len();
-        out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(body.text.as_bytes());
         out.extend_from_slice(b",\"seq\":");
         let _ = write!(out, "{}", self.next_seq);
         out.extend_from_slice(b",\"prev_hash\":\"sha256:");
@@ -86,9 +87,46 @@ impl ChainHead {
         let _ = hex::encode_to_slice(self.prev_hash, &mut hex_hash);
         out.extend_from_slice(&hex_hash);
         out.extend_from_slice(b"\"}");
-        self.prev_hash = line_hash(&out[start..]);
+        let mut digest = body.digest.clone();
+        digest.update(&out[start + body.text.len()..]);
+        self.prev_hash.copy_from_slice(digest.finish().as_ref());
         self.next_seq += 1;
         out.push(b'\n');
+    }
+}
+
+/// An entry's text (a JSON object without its closing brace) with the SHA-256
+/// of those bytes already under way.
+///
+/// A line's hash covers its body and then its chain fields, and only the
+/// chain fields depend on the lines before it. Hashing the body when the
+/// entry is made, on the request's own thread, leaves a block or two of the
+/// hash for the writer's lock, where every device's lines queue up one after
+/// another: about 1.8 µs per request of hashing leaves that section.
+pub struct SealableBody {
+    text: String,
+    digest: digest::Context,
+}
+
+impl SealableBody {
+    /// Hashes `text` now, ready to be sealed later.
+    pub fn new(text: String) -> Self {
+        let mut digest = digest::Context::new(&digest::SHA256);
+        digest.update(text.as_bytes());
+        Self { text, digest }
+    }
+
+    /// The entry's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Debug for SealableBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealableBody")
+            .field("len", &self.text.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -211,8 +249,8 @@ mod tests {
     fn sealing_links_each_line_to_the_previous_one() {
         let mut head = ChainHead::genesis();
         let mut out = Vec::new();
-        head.seal_into(r#"{"type":"request""#, &mut out);
-        head.seal_into(r#"{"type":"response""#, &mut out);
+        head.seal_into(&SealableBody::new(r#"{"type":"request""#.into()), &mut out);
+        head.seal_into(&SealableBody::new(r#"{"type":"response""#.into()), &mut out);
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
@@ -226,6 +264,19 @@ mod tests {
         );
         assert_eq!(head.next_seq, 2);
         assert_eq!(head.prev_hash, line_hash(lines[1].as_bytes()));
+    }
+
+    #[test]
+    fn a_body_hashed_ahead_seals_to_the_hash_of_its_whole_line() {
+        // Bodies on both sides of SHA-256's 64-byte block boundaries.
+        let mut head = ChainHead::genesis();
+        for len in 0..300 {
+            let body = format!(r#"{{"type":"request","pad":"{}""#, "x".repeat(len));
+            let mut out = Vec::new();
+            head.seal_into(&SealableBody::new(body), &mut out);
+            let line = out.strip_suffix(b"\n").unwrap();
+            assert_eq!(head.prev_hash, line_hash(line), "body padding {len}");
+        }
     }
 
     #[test]

@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::chain::{self, CHECKPOINT_TYPE, ChainHead, CheckpointClaim, CheckpointSigner};
+use super::chain::{
+    self, CHECKPOINT_TYPE, ChainHead, CheckpointClaim, CheckpointSigner, SealableBody,
+};
 use super::entry::{RenderOptions, now_rfc3339};
 use super::error::AuditError;
 use super::hasher::{Hasher, IdentityCache};
@@ -232,7 +234,7 @@ impl Waiter {
 
 enum Message {
     /// Entries written together (in order, in one group commit).
-    Entries(Vec<String>, Waiter),
+    Entries(Vec<SealableBody>, Waiter),
     Stop(SyncSender<()>),
 }
 
@@ -257,9 +259,12 @@ pub struct Device {
     direct: bool,
     /// Entries waiting for the next direct append, with their tickets.
     appends: Mutex<Appends>,
-    /// An async lock: a request waiting for it yields its worker thread to
-    /// other requests instead of parking it (no context switch per entry).
-    writer: Arc<tokio::sync::Mutex<Writer>>,
+    /// The chain and the output. A plain lock, held only while a group is
+    /// chained and written (no await inside): with one runtime per core, an
+    /// async lock handed to a task whose runtime is busy elsewhere sat unused
+    /// while every request behind it waited, and the cores idled (19% of the
+    /// machine at wrk -c64, BENCHMARKS.md "Audit on vs off").
+    writer: Arc<Mutex<Writer>>,
     queue: Sender<Message>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -295,7 +300,7 @@ impl Device {
             ),
             _ => None,
         };
-        let writer = Arc::new(tokio::sync::Mutex::new(Writer {
+        let writer = Arc::new(Mutex::new(Writer {
             syncer,
             device: path.to_owned(),
             settings: settings.clone(),
@@ -338,7 +343,7 @@ impl Device {
 
     /// Queues rendered entries for the writer thread (for callers that block
     /// instead of awaiting); `waiter` hears whether they were written.
-    pub fn submit(&self, bodies: Vec<String>, waiter: Waiter) {
+    pub fn submit(&self, bodies: Vec<SealableBody>, waiter: Waiter) {
         if let Err(mpsc::SendError(Message::Entries(_, waiter))) =
             self.queue.send(Message::Entries(bodies, waiter))
         {
@@ -349,7 +354,7 @@ impl Device {
     /// Writes rendered entries and returns whether they were written: in
     /// direct mode appended by this task under the writer's lock (one write,
     /// no thread hop), else through the next group commit.
-    pub async fn write(&self, bodies: Vec<String>) -> bool {
+    pub async fn write(&self, bodies: Vec<SealableBody>) -> bool {
         if self.direct {
             // Group append: queue the entries under a short lock and take a
             // ticket; whoever holds the writer next writes everything queued
@@ -361,7 +366,7 @@ impl Device {
                 // all, one `write` and one lock hand-over for many requests.
                 tokio::task::yield_now().await;
             }
-            let mut writer = self.writer.lock().await;
+            let mut writer = self.writer.lock();
             if writer.appended_through < ticket {
                 let (batch, through) = self.appends.lock().take();
                 // A stopped device has written its final checkpoint: nothing may follow.
@@ -602,7 +607,7 @@ struct Writer {
 /// Entries queued for a direct append; ticket `n` is the `n`-th push.
 #[derive(Default)]
 struct Appends {
-    bodies: Vec<String>,
+    bodies: Vec<SealableBody>,
     last_ticket: u64,
     last_push: Option<Instant>,
 }
@@ -618,7 +623,7 @@ const BUSY_GAP: Duration = Duration::from_micros(50);
 
 impl Appends {
     /// Queues `bodies`; returns their ticket, and whether the device is busy.
-    fn push(&mut self, bodies: Vec<String>) -> (u64, bool) {
+    fn push(&mut self, bodies: Vec<SealableBody>) -> (u64, bool) {
         self.bodies.extend(bodies);
         self.last_ticket += 1;
         let now = Instant::now();
@@ -630,7 +635,7 @@ impl Appends {
     }
 
     /// Everything queued, and the last ticket it covers.
-    fn take(&mut self) -> (Vec<String>, u64) {
+    fn take(&mut self) -> (Vec<SealableBody>, u64) {
         (std::mem::take(&mut self.bodies), self.last_ticket)
     }
 }
@@ -641,12 +646,12 @@ const REFUSED_HORIZON: u64 = 1 << 20;
 
 /// The writer thread: group commits in queued mode, and in both modes the
 /// checkpoint that falls due while no entry arrives, and the final one.
-fn run_thread(writer: Arc<tokio::sync::Mutex<Writer>>, inbox: Receiver<Message>) {
+fn run_thread(writer: Arc<Mutex<Writer>>, inbox: Receiver<Message>) {
     let mut bodies = Vec::new();
     let mut waiters = Vec::new();
     loop {
         let (wait, window) = {
-            let writer = writer.blocking_lock();
+            let writer = writer.lock();
             (writer.until_checkpoint(), writer.settings.batch_window)
         };
         let mut stop = None;
@@ -657,13 +662,13 @@ fn run_thread(writer: Arc<tokio::sync::Mutex<Writer>>, inbox: Receiver<Message>)
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                writer.blocking_lock().finish(&bodies);
+                writer.lock().finish(&bodies);
                 return;
             }
         }
         let written = match stop {
-            Some(_) => writer.blocking_lock().finish(&bodies),
-            None => writer.blocking_lock().commit(&bodies, false),
+            Some(_) => writer.lock().finish(&bodies),
+            None => writer.lock().commit(&bodies, false),
         };
         bodies.clear();
         for waiter in waiters.drain(..) {
@@ -681,7 +686,7 @@ fn run_thread(writer: Arc<tokio::sync::Mutex<Writer>>, inbox: Receiver<Message>)
 fn gather(
     inbox: &Receiver<Message>,
     window: Duration,
-    bodies: &mut Vec<String>,
+    bodies: &mut Vec<SealableBody>,
     waiters: &mut Vec<Waiter>,
     stop: &mut Option<SyncSender<()>>,
 ) {
@@ -707,7 +712,7 @@ fn gather(
 
 fn take(
     message: Message,
-    bodies: &mut Vec<String>,
+    bodies: &mut Vec<SealableBody>,
     waiters: &mut Vec<Waiter>,
     stop: &mut Option<SyncSender<()>>,
 ) {
@@ -746,7 +751,7 @@ impl Writer {
     }
 
     /// The last commit: `bodies` and the final checkpoint; nothing after it.
-    fn finish(&mut self, bodies: &[String]) -> bool {
+    fn finish(&mut self, bodies: &[SealableBody]) -> bool {
         if self.stopped {
             return false;
         }
@@ -766,12 +771,12 @@ impl Writer {
     /// Chains and writes `bodies` (with a checkpoint when one is due, or
     /// when `is_final`) in one write. On failure the chain is rolled back to
     /// before the batch and `false` is returned: none of it counts as written.
-    fn commit<B: AsRef<str>>(&mut self, bodies: &[B], is_final: bool) -> bool {
+    fn commit(&mut self, bodies: &[SealableBody], is_final: bool) -> bool {
         let before = (self.head, self.entries_since_checkpoint);
         let mut lines = std::mem::take(&mut self.lines);
         lines.clear();
         for body in bodies {
-            self.head.seal_into(body.as_ref(), &mut lines);
+            self.head.seal_into(body, &mut lines);
             self.entries_since_checkpoint += 1;
         }
         let checkpoint = is_final
@@ -831,7 +836,7 @@ impl Writer {
         });
         let mut text = body.to_string();
         text.pop();
-        self.head.seal_into(&text, lines);
+        self.head.seal_into(&SealableBody::new(text), lines);
         self.entries_since_checkpoint = 0;
     }
 
@@ -952,8 +957,9 @@ mod tests {
     #[test]
     fn group_appends_answer_each_ticket() {
         let mut appends = Appends::default();
-        assert_eq!(appends.push(vec!["a".into()]).0, 1);
-        assert_eq!(appends.push(vec!["b".into(), "c".into()]).0, 2);
+        let body = |text: &str| SealableBody::new(text.to_owned());
+        assert_eq!(appends.push(vec![body("a")]).0, 1);
+        assert_eq!(appends.push(vec![body("b"), body("c")]).0, 2);
         let (bodies, through) = appends.take();
         assert_eq!((bodies.len(), through), (3, 2));
         assert!(appends.take().0.is_empty());
@@ -976,7 +982,7 @@ mod tests {
             signer,
         )
         .unwrap();
-        let mut writer = device.writer.blocking_lock();
+        let mut writer = device.writer.lock();
         writer.record_appends(2, true);
         writer.record_appends(5, false);
         writer.record_appends(7, true);
@@ -991,8 +997,14 @@ mod tests {
         let path = dir.path().join("audit.log");
         let mut head = ChainHead::genesis();
         let mut lines = Vec::new();
-        head.seal_into(r#"{"type":"request""#, &mut lines);
-        head.seal_into(r#"{"type":"response""#, &mut lines);
+        head.seal_into(
+            &SealableBody::new(r#"{"type":"request""#.into()),
+            &mut lines,
+        );
+        head.seal_into(
+            &SealableBody::new(r#"{"type":"response""#.into()),
+            &mut lines,
+        );
         lines.extend_from_slice(br#"{"type":"requ"#);
         std::fs::write(&path, &lines).unwrap();
         let (_file, recovered) = open_continuing(&path, 0o600).unwrap();

@@ -48,6 +48,7 @@ pub use error::AuditError;
 
 use crate::crypto::SecretBytes;
 use crate::storage::Storage;
+use chain::SealableBody;
 use device::Waiter;
 use store::DeviceRecord;
 
@@ -290,12 +291,12 @@ impl AuditLog {
             target.head = Some(head);
             if wait {
                 let (answer, heard) = std::sync::mpsc::sync_channel(1);
-                device.submit(vec![body], Waiter::Blocking(answer));
+                device.submit(vec![SealableBody::new(body)], Waiter::Blocking(answer));
                 blocking.push(heard);
             } else {
                 // Written together with the response entry, in one write,
                 // before the result is released.
-                target.deferred = Some(body);
+                target.deferred = Some(SealableBody::new(body));
             }
         }
         drop(state);
@@ -374,7 +375,7 @@ impl AuditLog {
                 );
                 let mut bodies = Vec::with_capacity(2);
                 bodies.extend(target.deferred.take());
-                bodies.push(body);
+                bodies.push(SealableBody::new(body));
                 writes.push((target.device.clone(), bodies));
             }
         }
@@ -444,7 +445,7 @@ struct FrameDevice {
     /// request entry).
     head: Option<String>,
     /// The request entry of a read-only request, written with the response.
-    deferred: Option<String>,
+    deferred: Option<SealableBody>,
 }
 
 impl std::fmt::Debug for Frame {
