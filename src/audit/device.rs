@@ -366,18 +366,36 @@ impl Device {
                 // all, one `write` and one lock hand-over for many requests.
                 tokio::task::yield_now().await;
             }
-            let mut writer = self.writer.lock();
-            if writer.appended_through < ticket {
-                let (batch, through) = self.appends.lock().take();
-                // A stopped device has written its final checkpoint: nothing may follow.
-                let written = !writer.stopped && writer.commit(&batch, false);
-                writer.record_appends(through, written);
-            }
-            return writer.append_written(ticket);
+            return self.append_through(ticket);
         }
         let (answer, heard) = tokio::sync::oneshot::channel();
         self.submit(bodies, Waiter::Async(answer));
         heard.await.unwrap_or(false)
+    }
+
+    /// [`Device::write`] for a thread that may block (the blocking pool).
+    pub fn write_blocking(&self, bodies: Vec<SealableBody>) -> bool {
+        if self.direct {
+            let (ticket, _) = self.appends.lock().push(bodies);
+            return self.append_through(ticket);
+        }
+        let (answer, heard) = mpsc::sync_channel(1);
+        self.submit(bodies, Waiter::Blocking(answer));
+        heard.recv().unwrap_or(false)
+    }
+
+    /// Takes the writer and, unless an earlier holder already did, writes
+    /// everything queued up to `ticket` in one append; whether `ticket`'s
+    /// entries were written.
+    fn append_through(&self, ticket: u64) -> bool {
+        let mut writer = self.writer.lock();
+        if writer.appended_through < ticket {
+            let (batch, through) = self.appends.lock().take();
+            // A stopped device has written its final checkpoint: nothing may follow.
+            let written = !writer.stopped && writer.commit(&batch, false);
+            writer.record_appends(through, written);
+        }
+        writer.append_written(ticket)
     }
 
     /// Writes a final checkpoint and stops the writer (idempotent).

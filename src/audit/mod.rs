@@ -321,6 +321,19 @@ impl AuditLog {
         frame: &Frame,
         response: ResponseView<'_>,
     ) -> Result<(), AuditError> {
+        self.render_response(frame, response)?.write().await
+    }
+
+    /// Renders the response entry of `frame` for each of its devices (and
+    /// its request entry, written now if it changes state), ready to be
+    /// written. A synchronous step of its own so that a large batch's
+    /// entries are rendered and hashed on the blocking pool, not on the
+    /// connection's runtime.
+    pub fn render_response(
+        &self,
+        frame: &Frame,
+        response: ResponseView<'_>,
+    ) -> Result<ResponseEntries, AuditError> {
         {
             let mut state = frame.state.lock();
             // A device disabled while the request ran (the request may be
@@ -331,7 +344,7 @@ impl AuditLog {
                 .devices
                 .retain(|target| enabled.iter().any(|d| Arc::ptr_eq(d, &target.device)));
             if state.devices.is_empty() {
-                return Ok(());
+                return Ok(ResponseEntries(Vec::new()));
             }
             // A request that never reached an authorization check has already
             // run: its request entry is written with the response, not before.
@@ -379,15 +392,7 @@ impl AuditLog {
                 writes.push((target.device.clone(), bodies));
             }
         }
-        let mut written = 0;
-        for (device, bodies) in writes {
-            written += usize::from(device.write(bodies).await);
-        }
-        if written > 0 {
-            Ok(())
-        } else {
-            Err(AuditError::Unavailable)
-        }
+        Ok(ResponseEntries(writes))
     }
 
     /// Stops every device, each with a final checkpoint (on seal and shutdown).
@@ -402,6 +407,44 @@ impl AuditLog {
 impl Drop for AuditLog {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// A request's last entries, rendered for each device and not yet written.
+#[derive(Debug)]
+pub struct ResponseEntries(Vec<(Arc<Device>, Vec<SealableBody>)>);
+
+impl ResponseEntries {
+    /// Writes them; `Ok` once some device wrote all of them (or when no
+    /// device audits the request).
+    pub async fn write(self) -> Result<(), AuditError> {
+        let audited = !self.0.is_empty();
+        let mut written = 0;
+        for (device, bodies) in self.0 {
+            written += usize::from(device.write(bodies).await);
+        }
+        Self::outcome(audited, written)
+    }
+
+    /// [`ResponseEntries::write`] for a thread that may block (the
+    /// blocking pool).
+    pub fn write_blocking(self) -> Result<(), AuditError> {
+        let audited = !self.0.is_empty();
+        let written = self
+            .0
+            .into_iter()
+            .map(|(device, bodies)| device.write_blocking(bodies))
+            .filter(|written| *written)
+            .count();
+        Self::outcome(audited, written)
+    }
+
+    fn outcome(audited: bool, written: usize) -> Result<(), AuditError> {
+        if !audited || written > 0 {
+            Ok(())
+        } else {
+            Err(AuditError::Unavailable)
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::{RequestContext, Service, ServiceError, Unsealed};
 use crate::audit::{
-    AuditData, AuditError, DeviceInfo, DeviceSpec, Frame, RequestView, ResponseView,
+    AuditData, AuditError, DeviceInfo, DeviceSpec, Frame, RequestView, ResponseEntries,
+    ResponseView,
 };
 use crate::auth::{Capability, TokenEntry};
 
@@ -88,6 +89,25 @@ impl Service {
         frame: &Frame,
         response: ResponseView<'_>,
     ) -> Result<(), ServiceError> {
+        Ok(self.audit_entries(frame, response)?.write().await?)
+    }
+
+    /// [`Service::audit_finish`] for a thread that may block: the blocking
+    /// pool, where a large batch's entries are rendered and hashed off the
+    /// connection's runtime.
+    pub fn audit_finish_blocking(
+        &self,
+        frame: &Frame,
+        response: ResponseView<'_>,
+    ) -> Result<(), ServiceError> {
+        Ok(self.audit_entries(frame, response)?.write_blocking()?)
+    }
+
+    fn audit_entries(
+        &self,
+        frame: &Frame,
+        response: ResponseView<'_>,
+    ) -> Result<ResponseEntries, ServiceError> {
         let Some(state) = self.unsealed.load_full() else {
             // Sealed while the request ran: the devices are closed, and the
             // answer cannot be audited.
@@ -101,7 +121,7 @@ impl Service {
                 frame.set_auth(|auth| fill_token(auth, &entry));
             }
         }
-        Ok(state.audit.log_response(frame, response).await?)
+        Ok(state.audit.render_response(frame, response)?)
     }
 
     /// `GET sys/audit`.
