@@ -284,19 +284,7 @@ async fn traffic(server: &Server) -> Vec<String> {
     secrets.push(GRPC_SECRET.to_owned());
     secrets.push(STANDARD.encode(GRPC_SECRET));
     let batch = transit
-        .encrypt_batch(grpc_request(
-            pb::EncryptBatchRequest {
-                key: "orders".into(),
-                items: (0..5)
-                    .map(|i| pb::EncryptItem {
-                        plaintext: format!("grpc batch item {i}").into_bytes(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            },
-            ROOT,
-        ))
+        .encrypt_batch(grpc_batch(5, "grpc batch item"))
         .await
         .expect("gRPC batch")
         .into_inner();
@@ -560,13 +548,20 @@ async fn every_kind_of_tampering_is_detected_and_located() {
     assert_eq!(only_finding(&wrong).0, FindingKind::BadSignature);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refuses_requests_when_no_device_can_write() {
+/// A server auditing to `logs/audit.log` in a temporary directory, whose
+/// `logs/` a test may remove to make the device fail.
+async fn server_with_removable_log() -> (tempfile::TempDir, PathBuf, PathBuf, Server) {
     let dir = tempfile::tempdir().unwrap();
     let log_dir = dir.path().join("logs");
     std::fs::create_dir(&log_dir).unwrap();
     let log = log_dir.join("audit.log");
     let server = Server::start(vec![file_device(&log, &[])]).await;
+    (dir, log_dir, log, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_requests_when_no_device_can_write() {
+    let (_dir, log_dir, log, server) = server_with_removable_log().await;
     let plaintext = STANDARD.encode(SECRET_TEXT);
     let (status, _) = server.post("transit/keys/orders", json!({})).await;
     assert_eq!(status, 200);
@@ -616,6 +611,107 @@ async fn refuses_requests_when_no_device_can_write() {
         "the new file continues the chain: {:?}",
         report.notes
     );
+}
+
+/// Items in the large batches below: enough for both adapters to run them,
+/// auditing included, on the blocking pool.
+const LARGE_BATCH: usize = 300;
+
+fn large_rest_batch() -> Value {
+    let items: Vec<Value> = (0..LARGE_BATCH)
+        .map(|i| json!({ "plaintext": STANDARD.encode(format!("large batch row {i}")) }))
+        .collect();
+    json!({ "batch_input": items })
+}
+
+/// A gRPC encrypt batch of `rows` items "`text` 0", "`text` 1", ... as root.
+fn grpc_batch(rows: usize, text: &str) -> Request<pb::EncryptBatchRequest> {
+    grpc_request(
+        pb::EncryptBatchRequest {
+            key: "orders".into(),
+            items: (0..rows)
+                .map(|i| pb::EncryptItem {
+                    plaintext: format!("{text} {i}").into_bytes(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        },
+        ROOT,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_are_audited_item_by_item_or_refused() {
+    let (_dir, log_dir, log, server) = server_with_removable_log().await;
+    let (status, _) = server.post("transit/keys/orders", json!({})).await;
+    assert_eq!(status, 200);
+    let (status, reply) = server
+        .post("transit/encrypt/orders", large_rest_batch())
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let mut transit = server.transit().await;
+    let batch = transit
+        .encrypt_batch(grpc_batch(LARGE_BATCH, "large grpc row"))
+        .await
+        .expect("gRPC batch")
+        .into_inner();
+    assert_eq!(batch.results.len(), LARGE_BATCH);
+
+    // Both batches were written before their results were released.
+    let text = std::fs::read_to_string(&log).unwrap();
+    for i in [0, LARGE_BATCH - 1] {
+        for secret in [
+            format!("large batch row {i}"),
+            format!("large grpc row {i}"),
+        ] {
+            assert!(!text.contains(&secret), "{secret} in the log");
+            assert!(
+                !text.contains(&STANDARD.encode(&secret)),
+                "{secret} in the log"
+            );
+        }
+    }
+    let responses: Vec<Value> = entries(&log)
+        .into_iter()
+        .filter(|e| e["type"] == "response")
+        .collect();
+    for transport in ["rest", "grpc"] {
+        let entry = responses
+            .iter()
+            .find(|e| {
+                e["cipherd"]["items"] == LARGE_BATCH && e["cipherd"]["transport"] == transport
+            })
+            .unwrap_or_else(|| panic!("the {transport} batch is audited with its item count"));
+        assert_eq!(entry["response"]["status"], 200);
+        let data = entry["request"]["data"].to_string();
+        let hashed_plaintext = format!(r#""plaintext":"{HMAC_PREFIX}"#);
+        assert_eq!(
+            data.matches(&hashed_plaintext).count(),
+            LARGE_BATCH,
+            "{transport}: every item's plaintext is hashed"
+        );
+    }
+
+    // Fail closed on this path too: no device can write, no result is released.
+    std::fs::remove_dir_all(&log_dir).unwrap();
+    let (status, reply) = server
+        .post("transit/encrypt/orders", large_rest_batch())
+        .await;
+    assert_eq!(status, 500, "{reply}");
+    assert!(reply.get("data").is_none(), "nothing released: {reply}");
+    let error = transit
+        .encrypt_batch(grpc_batch(LARGE_BATCH, "large grpc row"))
+        .await
+        .expect_err("refused over gRPC too");
+    assert_eq!(error.code(), tonic::Code::Unavailable);
+    std::fs::create_dir(&log_dir).unwrap();
+    server.encrypt_ok(&STANDARD.encode(SECRET_TEXT)).await;
+    let key = server.public_key();
+    server.service.seal_now();
+    let report = verify(&[&log], &key);
+    assert!(report.is_intact(), "{:?}", report.findings);
+    assert!(report.ends_with_final_checkpoint);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

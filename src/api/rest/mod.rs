@@ -31,7 +31,7 @@ pub use fields::Fields;
 pub use reply::Reply;
 
 use crate::audit::{AuditData, Frame, RequestView, ResponseView};
-use crate::service::{RequestContext, Service, Transport};
+use crate::service::{RequestContext, Service, ServiceError, Transport};
 
 /// Request limits (issue: configurable with safe defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,18 +215,17 @@ async fn handle(
         Ok(request) => request,
         Err(reply) => return reply.into_response(),
     };
+    let remote = remote.map(|Extension(ConnectInfo(address))| address.0);
+    if is_audited(&request.path) && is_transit(&request.path) && transit::is_heavy(&request) {
+        // A large batch is audited where it runs, on the blocking pool: its
+        // entries (two HMACs and a few hundred bytes of chain per item) would
+        // otherwise be rendered and hashed on the connection's one runtime.
+        return tokio::task::spawn_blocking(move || audited_on_pool(&state, request, remote))
+            .await
+            .unwrap_or_else(|_| Reply::internal("internal error").into_response());
+    }
     let frame = if is_audited(&request.path) {
-        state.service.audit_frame(
-            request.token.as_deref(),
-            || RequestView {
-                id: String::new(),
-                operation: request.operation.audit_name(),
-                path: request.path.clone(),
-                remote: remote.map(|Extension(ConnectInfo(address))| address.0),
-                transport: Transport::Rest.name(),
-            },
-            (!request.fields.is_empty()).then_some(&request.fields as &dyn AuditData),
-        )
+        open_frame(&state, &request, remote)
     } else {
         None
     };
@@ -237,13 +236,62 @@ async fn handle(
     let service = state.service.clone();
     let reply = dispatch(state, request).await;
     let mut token_reply = None;
-    let view = audit_view(&reply, &mut token_reply);
-    let reply = match service.audit_finish(&frame, view).await {
+    let written = service
+        .audit_finish(&frame, audit_view(&reply, &mut token_reply))
+        .await;
+    released(reply, &frame, written)
+}
+
+/// A heavy transit request, audited and run on a blocking-pool thread.
+fn audited_on_pool(
+    state: &RestState,
+    mut request: Request,
+    remote: Option<std::net::SocketAddr>,
+) -> Response {
+    let Some(frame) = open_frame(state, &request, remote) else {
+        return transit::respond(state, &request).into_response();
+    };
+    request.audit = Some(frame.clone());
+    let reply = transit::respond(state, &request);
+    let mut token_reply = None;
+    let written = state
+        .service
+        .audit_finish_blocking(&frame, audit_view(&reply, &mut token_reply));
+    released(reply, &frame, written)
+}
+
+/// The audit frame of `request`, when some device audits it.
+fn open_frame(
+    state: &RestState,
+    request: &Request,
+    remote: Option<std::net::SocketAddr>,
+) -> Option<Arc<Frame>> {
+    state.service.audit_frame(
+        request.token.as_deref(),
+        || RequestView {
+            id: String::new(),
+            operation: request.operation.audit_name(),
+            path: request.path.clone(),
+            remote,
+            transport: Transport::Rest.name(),
+        },
+        (!request.fields.is_empty()).then_some(&request.fields as &dyn AuditData),
+    )
+}
+
+/// The reply, unless its audit entries could not be written (fail closed:
+/// an answer no device could record is not released).
+fn released(reply: Reply, frame: &Frame, written: Result<(), ServiceError>) -> Response {
+    let reply = match written {
         Ok(()) => reply,
-        // Fail closed: an answer no device could record is not released.
         Err(error) => crate::api::error::rest_reply(&error, None),
     };
     reply.into_response_with_id(Some(frame.request_id()))
+}
+
+/// Paths the transit adapter serves (everything but `sys/` and `auth/token/`).
+fn is_transit(path: &str) -> bool {
+    !(path == "sys" || path.starts_with("sys/") || path.starts_with("auth/token/"))
 }
 
 /// Vault does not audit the seal lifecycle and health endpoints (reference §12).
@@ -312,13 +360,13 @@ impl Operation {
 
 /// Routes a decoded request to its handler.
 async fn dispatch(state: RestState, request: Request) -> Reply {
-    if request.path == "sys" || request.path.starts_with("sys/") {
-        return sys::handle(&state, request).await;
+    if is_transit(&request.path) {
+        return transit::handle(&state, request).await;
     }
     if request.path.starts_with("auth/token/") {
         return token::handle(&state, request).await;
     }
-    transit::handle(&state, request).await
+    sys::handle(&state, request).await
 }
 
 fn decode(

@@ -59,7 +59,7 @@ pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
 
 /// A cheap look at the request (no routing) for work that may block for long.
 /// A false positive only costs a hop to the blocking pool.
-fn is_heavy(request: &Request) -> bool {
+pub(super) fn is_heavy(request: &Request) -> bool {
     if let Some(Value::Array(items)) = request.fields.get("batch_input") {
         let signing = request.path.contains("/sign/") || request.path.contains("/verify/");
         let limit = if signing {
@@ -88,7 +88,7 @@ fn is_heavy(request: &Request) -> bool {
     }
 }
 
-fn respond(state: &RestState, request: &Request) -> Reply {
+pub(super) fn respond(state: &RestState, request: &Request) -> Reply {
     let ctx = request.context();
     let (mount, rest) = match state.service.route(&request.path) {
         Ok(found) => found,
