@@ -15,12 +15,14 @@
 //! - TLS handshakes (when configured) run on the connection's task, with the
 //!   REST listener's handshake timeout.
 //!
-//! hyper runs every HTTP/2 stream in a task of its own. [`InlineFirst`] polls
-//! that future once on the connection's task first: a unary call that
-//! completes without waiting (most of them) costs no task spawn and no extra
-//! wake-up, and its answer leaves in the connection's next write. Only a
-//! future that has to wait (a blocking-pool handler, a stream, a slow body)
-//! becomes a task.
+//! hyper runs every HTTP/2 stream in a task of its own. Here [`Streams`]
+//! takes those futures instead, and the connection's task polls them once
+//! itself, right after the connection's own poll has read and accepted
+//! every stream it could ([`drive`]). A unary call that completes without
+//! waiting (most of them) costs no task spawn and no wake-up, and the answers
+//! of all the calls read together leave in one write, as they did when each
+//! ran in its task. Only a future that has to wait (a blocking-pool handler,
+//! a stream, a slow body) becomes a task.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,6 +35,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
@@ -73,7 +76,6 @@ pub(super) async fn serve<I>(
 where
     I: tokio_stream::Stream<Item = Result<TcpStream, std::io::Error>>,
 {
-    let builder = builder();
     // Every connection task holds a watcher: at shutdown each connection
     // finishes its calls in flight, and `shutdown()` below returns once the
     // last watcher is gone.
@@ -102,16 +104,15 @@ where
                     remote_addr: tcp.peer_addr().ok(),
                 },
             };
-            let builder = builder.clone();
             let tls = tls.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let remote = service.connect.remote_addr;
                 let Some(tls) = tls else {
-                    return serve_connection(&builder, tcp, service, watcher).await;
+                    return serve_connection(tcp, service, watcher).await;
                 };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                    Ok(Ok(tls)) => serve_connection(&builder, tls, service, watcher).await,
+                    Ok(Ok(tls)) => serve_connection(tls, service, watcher).await,
                     // A failed or stalled handshake concerns that client only.
                     Ok(Err(error)) => tracing::debug!(%error, ?remote, "TLS handshake failed"),
                     Err(_) => tracing::debug!(?remote, "TLS handshake timed out"),
@@ -126,8 +127,8 @@ where
 /// hyper's HTTP/2 server with the settings tonic's `Server::builder()` gives
 /// it (`serve_internal`): no limit on concurrent streams or on locally reset
 /// streams, hyper's window sizes, no keep-alive pings.
-fn builder() -> http2::Builder<InlineFirst> {
-    let mut builder = http2::Builder::new(InlineFirst);
+fn builder(streams: Streams) -> http2::Builder<Streams> {
+    let mut builder = http2::Builder::new(streams);
     builder
         .timer(TokioTimer::new())
         .initial_connection_window_size(None::<u32>)
@@ -144,40 +145,79 @@ fn builder() -> http2::Builder<InlineFirst> {
 
 /// Serves one connection (plain TCP or TLS) until the client closes it, or
 /// until shutdown and its calls in flight are answered.
-async fn serve_connection<IO>(
-    builder: &http2::Builder<InlineFirst>,
-    io: IO,
-    service: ConnService,
-    watcher: Watcher,
-) where
+async fn serve_connection<IO>(io: IO, service: ConnService, watcher: Watcher)
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let remote = service.connect.remote_addr;
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    if let Err(error) = watcher.watch(connection).await {
+    let streams = Streams::default();
+    let connection = builder(streams.clone()).serve_connection(TokioIo::new(io), service);
+    if let Err(error) = drive(watcher.watch(connection), &streams).await {
         tracing::debug!(%error, ?remote, "gRPC connection ended with an error");
     }
 }
 
-/// Runs each stream's future once on the connection's task, and spawns it
-/// only if it has to wait (see the module docs).
-///
-/// The first poll uses a waker that does nothing. That is sound: a future
-/// that returns `Pending` is spawned, and the new task polls it again at
-/// once, with its own waker, before anything else can rely on the first.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct InlineFirst;
+/// Polls `connection`, and after each of its polls runs the stream futures
+/// it handed to `streams`. Running them may queue answers: the connection is
+/// polled again at once, so that it writes them (all in one write).
+async fn drive<C: Future>(connection: C, streams: &Streams) -> C::Output {
+    let mut connection = std::pin::pin!(connection);
+    std::future::poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(done) = connection.as_mut().poll(cx) {
+                streams.run();
+                return Poll::Ready(done);
+            }
+            if !streams.run() {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
+}
 
-impl<F> hyper::rt::Executor<F> for InlineFirst
+/// The executor of one connection: it keeps the futures hyper hands it (one
+/// per HTTP/2 stream) for [`drive`] to run on the connection's task.
+#[derive(Clone, Default)]
+pub(super) struct Streams(Arc<Mutex<Vec<StreamFuture>>>);
+
+type StreamFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Streams {
+    /// Polls every future queued so far once, and spawns those that have to
+    /// wait; false if there was none.
+    ///
+    /// The poll uses a waker that does nothing. That is sound: a future that
+    /// returns `Pending` is spawned, and its new task polls it again at once,
+    /// with its own waker, before anything can rely on the first.
+    fn run(&self) -> bool {
+        // Taken out first: a future may hand hyper's executor another one.
+        let queued = std::mem::take(&mut *self.0.lock());
+        if queued.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        for mut future in queued {
+            if future.as_mut().poll(&mut cx).is_pending() {
+                tokio::spawn(future);
+            }
+        }
+        true
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for Streams
 where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, future: F) {
-        let mut future = Box::pin(future);
-        let mut cx = Context::from_waker(Waker::noop());
-        if future.as_mut().poll(&mut cx).is_pending() {
-            tokio::spawn(future);
-        }
+        self.0.lock().push(Box::pin(future));
+    }
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams").finish_non_exhaustive()
     }
 }
 
@@ -281,7 +321,57 @@ fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hyper::rt::Executor as _;
+
     use super::*;
+
+    /// The futures a connection hands over during a poll run right after it,
+    /// on the same task; the connection is polled again at once (to write
+    /// what they queued); a future that has to wait becomes a task.
+    #[tokio::test]
+    async fn streams_run_after_each_connection_poll() {
+        let streams = Streams::default();
+        let done = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let mut released = Some(released);
+        let mut polls = 0;
+        let connection = std::future::poll_fn(|_| {
+            polls += 1;
+            match polls {
+                1 => {
+                    let ready = done.clone();
+                    streams.execute(async move {
+                        ready.fetch_add(1, Ordering::SeqCst);
+                    });
+                    let waiting = done.clone();
+                    let released = released.take().expect("first poll");
+                    streams.execute(async move {
+                        let _ = released.await;
+                        waiting.fetch_add(1, Ordering::SeqCst);
+                    });
+                    Poll::Pending
+                }
+                _ => {
+                    assert_eq!(done.load(Ordering::SeqCst), 1, "the ready one ran");
+                    Poll::Ready(())
+                }
+            }
+        });
+        drive(connection, &streams).await;
+        assert_eq!(polls, 2, "polled again without a wake-up");
+        release
+            .send(())
+            .expect("the waiting future is alive in its task");
+        for _ in 0..100 {
+            if done.load(Ordering::SeqCst) == 2 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the waiting future never finished");
+    }
 
     fn timeout(value: &str) -> Option<Duration> {
         let mut headers = http::HeaderMap::new();
