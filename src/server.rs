@@ -122,7 +122,7 @@ pub async fn run(
     let grpc_tls = config
         .tls
         .as_ref()
-        .map(crate::tls::TlsFiles::read_pem)
+        .map(crate::tls::TlsFiles::grpc_acceptor)
         .transpose()?;
     let grpc_server = match &grpc_listener {
         Some(_) => Some(grpc::GrpcServer::new(service.clone(), grpc_tls).await?),

@@ -1,8 +1,8 @@
 //! TLS for the listeners (`--tls-cert`, `--tls-key`): loads a PEM certificate
 //! chain and private key into a rustls configuration (ring provider) for the
-//! REST acceptor (the server runs the handshakes). gRPC uses the same files
-//! through tonic's rustls support. Nothing here reads secrets beyond the key
-//! file the operator points at; the key bytes are dropped after parsing.
+//! REST and gRPC acceptors (the servers run the handshakes). Nothing here
+//! reads secrets beyond the key file the operator points at; the key bytes
+//! are dropped after parsing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,13 +46,17 @@ pub enum TlsError {
 }
 
 impl TlsFiles {
-    /// The PEM bytes of both files (for tonic's identity).
-    pub fn read_pem(&self) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
-        Ok((read(&self.cert)?, read(&self.key)?))
-    }
-
     /// A rustls acceptor for the REST listener (ALPN h2 and http/1.1).
     pub fn acceptor(&self) -> Result<TlsAcceptor, TlsError> {
+        self.acceptor_for(&[b"h2", b"http/1.1"])
+    }
+
+    /// A rustls acceptor for the gRPC listener (ALPN h2 only, as tonic's).
+    pub fn grpc_acceptor(&self) -> Result<TlsAcceptor, TlsError> {
+        self.acceptor_for(&[b"h2"])
+    }
+
+    fn acceptor_for(&self, alpn: &[&[u8]]) -> Result<TlsAcceptor, TlsError> {
         let certs = CertificateDer::pem_file_iter(&self.cert)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
             .map_err(|e| file_error(&self.cert, e))?;
@@ -65,13 +69,9 @@ impl TlsFiles {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(certs, key)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| file_error(path, e))
 }
 
 fn file_error(path: &Path, reason: impl std::fmt::Display) -> TlsError {

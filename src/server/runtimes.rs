@@ -3,8 +3,9 @@
 //!
 //! By default ([`IoRuntimes::PerCore`]) the server runs one `current_thread`
 //! tokio runtime per core, each on a thread of its own (thread-per-core). A
-//! connection is served wholly on one of them: its requests, the task hyper's
-//! HTTP/2 server spawns for every stream, and whatever those tasks wake. On
+//! connection is served wholly on one of them: its requests, the tasks hyper's
+//! HTTP/2 server spawns for its streams (gRPC runs most of its streams on the
+//! connection's own task: `api::grpc::conn`), and whatever those tasks wake. On
 //! the shared multi-thread runtime each of these steps could wake an idle
 //! worker on the other core (a futex call and a context switch); profiling put
 //! that at about 5 µs of the ≈ 25 µs a single REST encrypt cost (BENCHMARKS.md,

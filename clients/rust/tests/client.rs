@@ -3,8 +3,8 @@
 //! automatic batching, retries on a sealed
 //! server, envelope encryption and auth denial.
 //!
-//! Each test serves its own service over memory storage on `127.0.0.1:0` (the
-//! routes of `cipherd::api::grpc`, as `grpc::serve` does); the
+//! Each test serves its own service over memory storage on `127.0.0.1:0`
+//! through `cipherd::api::grpc::serve` (the unary fast path included); the
 //! listener is bound before the server is spawned, so there is nothing to wait
 //! for.
 
@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use cipherd::api::grpc;
 use cipherd::service::{Service, ServiceOptions};
@@ -58,13 +57,8 @@ impl Server {
         let addr = listener.local_addr().expect("address");
         let task = {
             let service = service.clone();
-            // The services of `grpc::serve`, without its TLS and shutdown
-            // options (health is left at its initial status).
-            let (routes, _health) = grpc::routes(service).expect("routes");
             tokio::spawn(async move {
-                tonic::transport::Server::builder()
-                    .add_routes(routes)
-                    .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+                grpc::serve(listener, service, std::future::pending())
                     .await
                     .expect("gRPC server");
             })

@@ -11,7 +11,9 @@
 //!
 //! Layout: `transit` (unary RPCs), `keys` (key management and the `Key`
 //! message), `batch` (batch RPCs and the `Bulk` stream), `sys` (seal
-//! lifecycle), `health` (serving status that follows the seal).
+//! lifecycle), `health` (serving status that follows the seal), `conn` (the
+//! HTTP/2 connections), `fast` (the framing of unary Transit calls, ahead of
+//! tonic's generic server).
 //!
 //! It does not bind sockets of its own choosing, parse configuration, or keep
 //! any state beyond the health reporter: [`serve`] is handed a bound listener,
@@ -20,6 +22,8 @@
 
 mod audit_json;
 mod batch;
+mod conn;
+mod fast;
 mod health;
 mod keys;
 mod sys;
@@ -29,6 +33,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tonic::metadata::MetadataMap;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
@@ -94,17 +99,21 @@ pub const DEFAULT_MOUNT: &str = "transit";
 /// Largest message accepted or sent (a batch of 100,000 small items fits).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Every gRPC service over `service`: Transit, Sys, health and reflection.
-/// The returned [`HealthWatch`] keeps the health status in step with the seal;
-/// run [`HealthWatch::run`] beside the server.
-pub fn routes(service: Arc<Service>) -> Result<(Routes, HealthWatch), std::io::Error> {
+/// Every gRPC service over `service` as tonic routes (Transit, Sys, health
+/// and reflection), and the Transit service they hold, for the unary fast
+/// path. The returned [`HealthWatch`] keeps the health status in step with
+/// the seal; run [`HealthWatch::run`] beside the server.
+fn services(
+    service: Arc<Service>,
+) -> Result<(Routes, transit::TransitApi, HealthWatch), std::io::Error> {
     let (reporter, health_server) = tonic_health::server::health_reporter();
     let health = HealthWatch::new(service.clone(), reporter);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(std::io::Error::other)?;
-    let transit = pb::transit_server::TransitServer::new(transit::TransitApi::new(service.clone()))
+    let api = transit::TransitApi::new(service.clone());
+    let transit = pb::transit_server::TransitServer::new(api.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let sys = pb::sys_server::SysServer::new(sys::SysApi::new(service, health.clone()));
@@ -112,7 +121,7 @@ pub fn routes(service: Arc<Service>) -> Result<(Routes, HealthWatch), std::io::E
         .add_service(sys)
         .add_service(health_server)
         .add_service(reflection);
-    Ok((routes, health))
+    Ok((routes, api, health))
 }
 
 /// Serves the gRPC services on `listener` until `shutdown` completes.
@@ -133,65 +142,51 @@ pub async fn serve(
 /// The gRPC services, ready to serve connections on any number of runtimes:
 /// each runtime serves its own connections with a clone (the services share
 /// the [`Service`] and the health status).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GrpcServer {
-    routes: Routes,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    services: Arc<conn::Services>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for GrpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcServer")
+            .field("services", &self.services)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl GrpcServer {
-    /// Builds the services, over TLS when `tls` holds a PEM certificate chain
-    /// and key. Run the returned [`HealthWatch`] beside the servers (once, on
-    /// any runtime).
+    /// Builds the services, over TLS when `tls` is set (its ALPN should offer
+    /// `h2`: see [`TlsFiles::grpc_acceptor`](crate::tls::TlsFiles::grpc_acceptor)).
+    /// Run the returned [`HealthWatch`] beside the servers (once, on any
+    /// runtime).
     pub async fn new(
         service: Arc<Service>,
-        tls: Option<(Vec<u8>, Vec<u8>)>,
+        tls: Option<TlsAcceptor>,
     ) -> Result<(Self, HealthWatch), std::io::Error> {
-        let (routes, health) = routes(service)?;
+        let (routes, transit, health) = services(service)?;
         health.refresh().await;
-        let tls = tls.map(|(cert, key)| {
-            tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(cert, key))
+        let services = Arc::new(conn::Services {
+            transit,
+            routes: routes.prepare(),
         });
-        let server = Self { routes, tls };
-        // A bad certificate fails here, at start-up, not on the first
-        // connection.
-        server.builder()?;
-        Ok((server, health))
-    }
-
-    fn builder(&self) -> Result<tonic::transport::Server, std::io::Error> {
-        let builder = tonic::transport::Server::builder();
-        match &self.tls {
-            Some(tls) => builder
-                .tls_config(tls.clone())
-                .map_err(std::io::Error::other),
-            None => Ok(builder),
-        }
+        Ok((Self { services, tls }, health))
     }
 
     /// Serves the connections of `incoming` (TLS handshakes, when configured,
     /// run on the calling runtime) until `shutdown` completes or `incoming`
     /// ends, then lets the open connections finish their calls.
-    pub async fn serve<I, IO>(
+    pub async fn serve<I>(
         self,
         incoming: I,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), std::io::Error>
     where
-        I: tokio_stream::Stream<Item = Result<IO, std::io::Error>>,
-        IO: tokio::io::AsyncRead
-            + tokio::io::AsyncWrite
-            + tonic::transport::server::Connected
-            + Unpin
-            + Send
-            + 'static,
+        I: tokio_stream::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>>,
     {
-        self.builder()?
-            .add_routes(self.routes)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-            .map_err(std::io::Error::other)
+        conn::serve(self.services, self.tls, incoming, shutdown).await
     }
 }
 
