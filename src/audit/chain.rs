@@ -115,11 +115,6 @@ impl SealableBody {
         digest.update(text.as_bytes());
         Self { text, digest }
     }
-
-    /// The entry's text.
-    pub fn text(&self) -> &str {
-        &self.text
-    }
 }
 
 impl std::fmt::Debug for SealableBody {

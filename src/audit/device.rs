@@ -262,7 +262,7 @@ pub struct Device {
     /// The chain and the output. A plain lock, held only while a group is
     /// chained and written (no await inside): with one runtime per core, an
     /// async lock handed to a task whose runtime is busy elsewhere sat unused
-    /// while every request behind it waited, and the cores idled (19% of the
+    /// while every request behind it waited, and the cores idled (20% of the
     /// machine at wrk -c64, BENCHMARKS.md "Audit on vs off").
     writer: Arc<Mutex<Writer>>,
     queue: Sender<Message>,
@@ -633,10 +633,10 @@ struct Appends {
 /// Entries that follow each other closer than this mean the device is busy:
 /// a request then yields once before writing, so that one write carries the
 /// entries of every request ready meanwhile. With one runtime per core the
-/// two cores otherwise contend for the writer on every request: at wrk -c64
-/// the yield took an audited request from 32.1 to 26.3 µs of server CPU
-/// (BENCHMARKS.md, "Audit on vs off"). A device that is not busy writes at
-/// once, adding no latency.
+/// two cores otherwise contend for the writer on every request: at wrk -c64,
+/// with the plain writer lock, an audited request cost 24.9 µs of server CPU
+/// with this yield against 30.4 µs without it (BENCHMARKS.md, "Audit on vs
+/// off"). A device that is not busy writes at once, adding no latency.
 const BUSY_GAP: Duration = Duration::from_micros(50);
 
 impl Appends {

@@ -109,7 +109,11 @@ mod tests {
         let syncer = Syncer::start("file/").unwrap();
         syncer.request(file.try_clone().unwrap());
         syncer.request(file);
+        let failed = syncer.failed.clone();
+        // Dropping joins the thread: this returns only once both requests
+        // were handled and the thread ended.
         drop(syncer);
+        assert!(!failed.load(Ordering::Acquire), "both syncs succeeded");
         assert!(path.exists());
     }
 
