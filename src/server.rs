@@ -37,9 +37,6 @@ use runtimes::{Incoming, Runtimes};
 /// expired tokens).
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10);
 
-/// How long a REST client may take to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Validated server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -270,14 +267,17 @@ async fn serve_rest(
         tokio::spawn(async move {
             match tls {
                 None => serve_rest_connection(&builder, tcp, remote, app, signalled).await,
-                Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        serve_rest_connection(&builder, tls, remote, app, signalled).await;
+                Some(tls) => {
+                    match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, tls.accept(tcp)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            serve_rest_connection(&builder, tls, remote, app, signalled).await;
+                        }
+                        // A failed or stalled handshake concerns that client only.
+                        Ok(Err(error)) => tracing::debug!(%error, %remote, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                     }
-                    // A failed or stalled handshake concerns that client only.
-                    Ok(Err(error)) => tracing::debug!(%error, %remote, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
-                },
+                }
             }
             drop(closed);
         });

@@ -6,12 +6,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
+
+/// How long a client (REST or gRPC) may take to complete its TLS handshake;
+/// a stalled handshake must not hold a connection slot forever.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Makes ring the process-wide rustls provider (once; later calls are no-ops).
 /// The HTTP client (reqwest) is built without a provider of its own, so every

@@ -77,7 +77,8 @@ async fn call(
         request = request.header(*name, *value);
     }
     let request = request.body(()).expect("request");
-    client.clone().ready().await.expect("ready");
+    // The handle `ready` hands back is the one with a stream slot reserved.
+    let mut client = client.clone().ready().await.expect("ready");
     let (response, mut send) = client.send_request(request, false).expect("send");
     let count = frames.len();
     for (index, frame) in frames.into_iter().enumerate() {

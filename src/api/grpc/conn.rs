@@ -49,12 +49,6 @@ use tower::util::Oneshot;
 use super::fast::{self, ResponseBody};
 use super::transit::TransitApi;
 
-/// How long a client may take to complete its TLS handshake (as on REST).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// tonic's default HTTP/2 keep-alive timeout (its pings are off by default).
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// What every connection serves.
 #[derive(Debug)]
 pub(super) struct Services {
@@ -111,7 +105,7 @@ where
                 let Some(tls) = tls else {
                     return serve_connection(tcp, service, watcher).await;
                 };
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
                     Ok(Ok(tls)) => serve_connection(tls, service, watcher).await,
                     // A failed or stalled handshake concerns that client only.
                     Ok(Err(error)) => tracing::debug!(%error, ?remote, "TLS handshake failed"),
@@ -125,21 +119,16 @@ where
 }
 
 /// hyper's HTTP/2 server with the settings tonic's `Server::builder()` gives
-/// it (`serve_internal`): no limit on concurrent streams or on locally reset
-/// streams, hyper's window sizes, no keep-alive pings.
+/// it (`serve_internal`). Only two of them differ from hyper's defaults: no
+/// limit on concurrent streams (hyper: 200) or on locally reset streams
+/// (hyper: 1024). Window sizes, frame size and keep-alive (no pings) are
+/// hyper's defaults in both.
 fn builder(streams: Streams) -> http2::Builder<Streams> {
     let mut builder = http2::Builder::new(streams);
     builder
         .timer(TokioTimer::new())
-        .initial_connection_window_size(None::<u32>)
-        .initial_stream_window_size(None::<u32>)
         .max_concurrent_streams(None::<u32>)
-        .keep_alive_interval(None::<Duration>)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .adaptive_window(false)
-        .max_pending_accept_reset_streams(None::<usize>)
-        .max_local_error_reset_streams(None::<usize>)
-        .max_frame_size(None::<u32>);
+        .max_local_error_reset_streams(None::<usize>);
     builder
 }
 
@@ -162,13 +151,14 @@ where
 /// polled again at once, so that it writes them (all in one write).
 async fn drive<C: Future>(connection: C, streams: &Streams) -> C::Output {
     let mut connection = std::pin::pin!(connection);
+    let mut spare = Vec::new();
     std::future::poll_fn(|cx| {
         loop {
             if let Poll::Ready(done) = connection.as_mut().poll(cx) {
-                streams.run();
+                streams.run(&mut spare);
                 return Poll::Ready(done);
             }
-            if !streams.run() {
+            if !streams.run(&mut spare) {
                 return Poll::Pending;
             }
         }
@@ -190,14 +180,16 @@ impl Streams {
     /// The poll uses a waker that does nothing. That is sound: a future that
     /// returns `Pending` is spawned, and its new task polls it again at once,
     /// with its own waker, before anything can rely on the first.
-    fn run(&self) -> bool {
-        // Taken out first: a future may hand hyper's executor another one.
-        let queued = std::mem::take(&mut *self.0.lock());
-        if queued.is_empty() {
+    fn run(&self, spare: &mut Vec<StreamFuture>) -> bool {
+        // Swapped out first (a future may hand hyper's executor another
+        // one) with a spare the caller keeps, so neither buffer is
+        // reallocated on every poll of the connection.
+        std::mem::swap(&mut *self.0.lock(), spare);
+        if spare.is_empty() {
             return false;
         }
         let mut cx = Context::from_waker(Waker::noop());
-        for mut future in queued {
+        for mut future in spare.drain(..) {
             if future.as_mut().poll(&mut cx).is_pending() {
                 tokio::spawn(future);
             }

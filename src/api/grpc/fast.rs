@@ -161,6 +161,9 @@ where
         };
         let frame = frame.map_err(|error| Status::from_error(error.into()))?;
         let data = match frame.into_data() {
+            // A client may end the stream with an empty DATA frame of its
+            // own: nothing to append (and no reason to copy the message).
+            Ok(data) if data.is_empty() => continue,
             Ok(data) => data,
             Err(frame) => {
                 // Request trailers become metadata in tonic: leave them to it.
@@ -392,6 +395,16 @@ macro_rules! unary_methods {
             fn path(self) -> &'static str {
                 match self {
                     $(Self::$variant => $path,)*
+                }
+            }
+
+            /// The variant's name and its request message's name: the
+            /// compiler ties the message to the handler, a test ties both
+            /// to the path.
+            #[cfg(test)]
+            fn names(self) -> (&'static str, &'static str) {
+                match self {
+                    $(Self::$variant => (stringify!($variant), <$request as prost::Name>::NAME),)*
                 }
             }
 

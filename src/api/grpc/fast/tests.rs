@@ -230,6 +230,8 @@ async fn errors_are_answered_as_tonic_does() {
         .same(ENCRYPT, None, frame(&encrypt("present")))
         .await;
     assert_ne!(answer.code(), tonic::Code::Ok);
+    assert_eq!(answer.code(), tonic::Code::PermissionDenied);
+    assert!(answer.trailers.is_none() && answer.data.is_empty());
 
     // Invalid argument: a key name with a slash, a bad hash algorithm.
     let answer = fixture
@@ -245,8 +247,13 @@ async fn errors_are_answered_as_tonic_does() {
         .same("/cipherd.v1.Transit/Hash", Some(ROOT), frame(&hash))
         .await;
     assert_eq!(answer.code(), tonic::Code::InvalidArgument);
-    // The message is percent-encoded in the header, as tonic does.
+    // The message is in the header (`same` holds it to tonic's encoding).
     assert!(!answer.grpc_status().1.is_empty());
+    assert!(
+        answer.grpc_status().1.contains("md5"),
+        "{:?}",
+        answer.grpc_status()
+    );
 
     // Not found: decrypting with a key that does not exist.
     let decrypt = pb::DecryptRequest {
@@ -256,6 +263,7 @@ async fn errors_are_answered_as_tonic_does() {
     };
     let answer = fixture.same(DECRYPT, Some(ROOT), frame(&decrypt)).await;
     assert_ne!(answer.code(), tonic::Code::Ok);
+    assert_eq!(answer.code(), tonic::Code::NotFound);
 
     // A sealed server.
     fixture.service.seal_now();
@@ -286,6 +294,15 @@ async fn every_unary_method_matches_tonic() {
     for method in Unary::ALL {
         let path = method.path();
         assert_eq!(Unary::from_path(path), Some(*method));
+        // The path names the method, and the method takes its own request
+        // message (a wrong pairing would still compile).
+        let rpc = path.strip_prefix("/cipherd.v1.Transit/").expect(path);
+        let (variant, request) = method.names();
+        assert_eq!(
+            (variant, request),
+            (rpc, format!("{rpc}Request").as_str()),
+            "{path}"
+        );
         let (tonic, fast) = fixture.both(path, Some(ROOT), frame(&())).await;
         assert_ne!(tonic.code(), tonic::Code::Unimplemented, "{path}");
         if *method == Unary::Random {
@@ -394,6 +411,9 @@ async fn split_bodies_and_trailers() {
         ];
         encrypt_in_frames(&fixture, frames).await;
     }
+    // A client that ends the stream with an empty DATA frame of its own.
+    let frames = vec![Frame::data(good.clone()), Frame::data(Bytes::new())];
+    encrypt_in_frames(&fixture, frames).await;
     let mut trailers = HeaderMap::new();
     trailers.insert("x-extra", HeaderValue::from_static("1"));
     let frames = vec![Frame::data(good.clone()), Frame::trailers(trailers)];
