@@ -19,8 +19,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
-use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::api::grpc;
@@ -28,10 +28,11 @@ use crate::api::rest::{self, Limits};
 use crate::service::{Service, ServiceError, ServiceOptions};
 use crate::storage::{MemoryStorage, RedbStorage, Storage, StorageError};
 
+pub(crate) mod connections;
 mod runtimes;
 
 pub use runtimes::IoRuntimes;
-use runtimes::{Incoming, Runtimes};
+use runtimes::Runtimes;
 
 /// How often background housekeeping runs (counter flush, auto-rotation,
 /// expired tokens).
@@ -122,7 +123,7 @@ pub async fn run(
         .map(crate::tls::TlsFiles::grpc_acceptor)
         .transpose()?;
     let grpc_server = match &grpc_listener {
-        Some(_) => Some(grpc::GrpcServer::new(service.clone(), grpc_tls).await?),
+        Some(_) => Some(grpc::GrpcServer::new(service.clone()).await?),
         None => None,
     };
     let runtimes = Runtimes::start(config.io_runtimes)?;
@@ -159,14 +160,17 @@ pub async fn run(
     let mut servers = tokio::task::JoinSet::new();
     let mut acceptors = tokio::task::JoinSet::new();
     let app = rest::router(service.clone(), config.limits);
+    let builder = rest_builder(config.limits);
     let (outlets, incomings) = runtimes::channels(count);
     for (handle, incoming) in runtimes.handles().iter().zip(incomings) {
-        let served = serve_rest(
+        let (app, builder) = (app.clone(), builder.clone());
+        let served = connections::serve(
             incoming,
             acceptor.clone(),
-            app.clone(),
-            config.limits,
             until_stopped(stopped.clone()),
+            move |stream, remote, watcher| {
+                serve_rest_connection(builder.clone(), stream, remote, app.clone(), watcher)
+            },
         );
         servers.spawn_on(served, handle);
     }
@@ -176,9 +180,17 @@ pub async fn run(
         let grpc_address = grpc_listener.local_addr()?;
         let (outlets, incomings) = runtimes::channels(count);
         for (handle, incoming) in runtimes.handles().iter().zip(incomings) {
-            let served = grpc_server
-                .clone()
-                .serve(incoming.into_stream(), until_stopped(stopped.clone()));
+            let grpc_server = grpc_server.clone();
+            let served = connections::serve(
+                incoming,
+                grpc_tls.clone(),
+                until_stopped(stopped.clone()),
+                move |stream, remote, watcher| {
+                    grpc_server
+                        .clone()
+                        .serve_connection(stream, remote, watcher)
+                },
+            );
             servers.spawn_on(served, handle);
         }
         acceptors.spawn(runtimes::accept(grpc_listener, outlets, stopped.clone()));
@@ -199,15 +211,14 @@ pub async fn run(
         None => println!("cipherd listening rest={scheme}://{address}"),
     }
 
-    // The servers end once stopped and drained. The first to fail stops the
-    // others; its error is the one reported.
+    // The servers end once stopped and drained. One that panicked stops the
+    // others; the first such error is the one reported.
     let mut served = Ok(());
     while let Some(joined) = servers.join_next().await {
-        let result = joined.unwrap_or_else(|error| Err(std::io::Error::other(error)));
-        if let Err(error) = result {
+        if let Err(error) = joined {
             stop.send_replace(true);
             if served.is_ok() {
-                served = Err(error);
+                served = Err(std::io::Error::other(error));
             }
         }
     }
@@ -224,20 +235,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Serves the REST router on the connections of `incoming` (HTTP/1.1, and
-/// HTTP/2 where TLS ALPN picks it; TLS handshakes run on the calling runtime)
-/// until `shutdown` completes or `incoming` ends, then lets the open
-/// connections finish their requests. This is `axum::serve` with the request
-/// head bounded by [`Limits::header_buffer_bytes`], which axum does not
-/// expose; every request carries the client address as
-/// `ConnectInfo<RemoteAddr>` for the audit log.
-async fn serve_rest(
-    mut incoming: Incoming,
-    tls: Option<TlsAcceptor>,
-    app: axum::Router,
-    limits: Limits,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), std::io::Error> {
+/// hyper's server for REST: HTTP/1.1, and HTTP/2 where TLS ALPN picks it (or
+/// a client speaks it with prior knowledge), with the request head bounded by
+/// [`Limits::header_buffer_bytes`], which `axum::serve` does not expose.
+fn rest_builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     let cap = limits.header_buffer_bytes();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).max_buf_size(cap);
@@ -245,62 +246,20 @@ async fn serve_rest(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(cap).unwrap_or(u32::MAX));
-    // Each connection task holds a `closed` receiver and watches `signal`:
-    // when shutdown comes, every connection finishes its requests in flight,
-    // and the sender's `closed()` resolves once the last task is gone.
-    let (signal, signalled) = tokio::sync::watch::channel(());
-    let (close, closed) = tokio::sync::watch::channel(());
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (tcp, remote) = tokio::select! {
-            next = incoming.next() => match next {
-                Some(connection) => connection,
-                None => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let builder = builder.clone();
-        let app = app.clone();
-        let tls = tls.clone();
-        let signalled = signalled.clone();
-        let closed = closed.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => serve_rest_connection(&builder, tcp, remote, app, signalled).await,
-                Some(tls) => {
-                    match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, tls.accept(tcp)).await
-                    {
-                        Ok(Ok(tls)) => {
-                            serve_rest_connection(&builder, tls, remote, app, signalled).await;
-                        }
-                        // A failed or stalled handshake concerns that client only.
-                        Ok(Err(error)) => tracing::debug!(%error, %remote, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
-                    }
-                }
-            }
-            drop(closed);
-        });
-    }
-    // Stop taking connections, then wait for the requests in flight.
-    drop(incoming);
-    let _ = signal.send(());
-    drop(closed);
-    close.closed().await;
-    Ok(())
+    builder
 }
 
-/// Serves one REST connection (plain TCP or TLS) until the client closes it,
-/// or until `signalled` changes and its requests in flight are answered.
-async fn serve_rest_connection<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    io: I,
+/// Serves the REST router on one connection (plain TCP or TLS) until the
+/// client closes it, or until shutdown and its requests in flight are
+/// answered. Every request carries the client address as
+/// `ConnectInfo<RemoteAddr>` for the audit log.
+async fn serve_rest_connection(
+    builder: auto::Builder<TokioExecutor>,
+    stream: connections::Stream,
     remote: SocketAddr,
     app: axum::Router,
-    mut signalled: tokio::sync::watch::Receiver<()>,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+    watcher: Watcher,
+) {
     let info = axum::extract::ConnectInfo(crate::tls::RemoteAddr(remote));
     let service = app.map_request(
         move |mut request: axum::http::Request<hyper::body::Incoming>| {
@@ -309,16 +268,8 @@ async fn serve_rest_connection<I>(
         },
     );
     let connection =
-        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
-    let mut connection = std::pin::pin!(connection);
-    let served = tokio::select! {
-        served = connection.as_mut() => served,
-        _ = signalled.changed() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(error) = served {
+        builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    if let Err(error) = watcher.watch(connection).await {
         tracing::debug!(%error, %remote, "REST connection ended with an error");
     }
 }

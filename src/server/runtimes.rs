@@ -203,22 +203,10 @@ pub(super) async fn accept(
 ) {
     let mut next = 0usize;
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (stream, remote) = tokio::select! {
+            accepted = super::connections::accept(&listener) => accepted,
             _ = stopped.wait_for(|stop| *stop) => return,
         };
-        let (stream, remote) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: back off briefly, as
-                // axum's own TCP listener does.
-                tracing::warn!(%error, "accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Small replies must not wait for Nagle's algorithm.
-        let _ = stream.set_nodelay(true);
         let stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(error) => {
@@ -260,16 +248,6 @@ impl Incoming {
                 Err(error) => tracing::debug!(%error, %remote, "registering a connection failed"),
             }
         }
-    }
-
-    /// The connections as a stream (what tonic serves); a connection that
-    /// cannot be registered is an error item, which tonic skips.
-    pub(super) fn into_stream(
-        self,
-    ) -> impl tokio_stream::Stream<Item = std::io::Result<TcpStream>> + Send + 'static {
-        use tokio_stream::StreamExt as _;
-        tokio_stream::wrappers::UnboundedReceiverStream::new(self.0)
-            .map(|(stream, _remote)| register(stream))
     }
 }
 

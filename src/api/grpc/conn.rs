@@ -12,8 +12,8 @@
 //!   (tonic's server sets no timeout of its own): when it expires first, the
 //!   answer is `CANCELLED` "Timeout expired", what tonic's error recovery
 //!   makes of it;
-//! - TLS handshakes (when configured) run on the connection's task, with the
-//!   REST listener's handshake timeout.
+//! - TLS handshakes (when configured) run in the server's accept loop
+//!   (`server::connections`), shared with REST.
 //!
 //! hyper runs every HTTP/2 stream in a task of its own. Here [`Streams`]
 //! takes those futures instead, and the connection's task polls them once
@@ -26,6 +26,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -34,12 +35,9 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::Watcher;
 use parking_lot::Mutex;
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
-use tokio_rustls::TlsAcceptor;
-use tokio_stream::StreamExt as _;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::service::Routes;
@@ -58,66 +56,6 @@ pub(super) struct Services {
     pub(super) routes: Routes,
 }
 
-/// Serves the connections of `incoming` (over TLS when `tls` is set) until
-/// `shutdown` completes or `incoming` ends, then lets the open connections
-/// finish their calls.
-pub(super) async fn serve<I>(
-    services: Arc<Services>,
-    tls: Option<TlsAcceptor>,
-    incoming: I,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), std::io::Error>
-where
-    I: tokio_stream::Stream<Item = Result<TcpStream, std::io::Error>>,
-{
-    // Every connection task holds a watcher: at shutdown each connection
-    // finishes its calls in flight, and `shutdown()` below returns once the
-    // last watcher is gone.
-    let graceful = GracefulShutdown::new();
-    {
-        // Scoped so that `incoming` is dropped (and stops taking
-        // connections) before the wait for the open ones.
-        let mut incoming = std::pin::pin!(incoming);
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let tcp = tokio::select! {
-                next = incoming.next() => match next {
-                    Some(Ok(tcp)) => tcp,
-                    Some(Err(error)) => {
-                        tracing::debug!(%error, "accepting a gRPC connection failed");
-                        continue;
-                    }
-                    None => break,
-                },
-                () = &mut shutdown => break,
-            };
-            let service = ConnService {
-                services: services.clone(),
-                connect: TcpConnectInfo {
-                    local_addr: tcp.local_addr().ok(),
-                    remote_addr: tcp.peer_addr().ok(),
-                },
-            };
-            let tls = tls.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let remote = service.connect.remote_addr;
-                let Some(tls) = tls else {
-                    return serve_connection(tcp, service, watcher).await;
-                };
-                match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                    Ok(Ok(tls)) => serve_connection(tls, service, watcher).await,
-                    // A failed or stalled handshake concerns that client only.
-                    Ok(Err(error)) => tracing::debug!(%error, ?remote, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(?remote, "TLS handshake timed out"),
-                }
-            });
-        }
-    }
-    graceful.shutdown().await;
-    Ok(())
-}
-
 /// hyper's HTTP/2 server with the settings tonic's `Server::builder()` gives
 /// it (`serve_internal`). Only two of them differ from hyper's defaults: no
 /// limit on concurrent streams (hyper: 200) or on locally reset streams
@@ -133,16 +71,29 @@ fn builder(streams: Streams) -> http2::Builder<Streams> {
 }
 
 /// Serves one connection (plain TCP or TLS) until the client closes it, or
-/// until shutdown and its calls in flight are answered.
-async fn serve_connection<IO>(io: IO, service: ConnService, watcher: Watcher)
-where
+/// until `watcher` signals shutdown and its calls in flight are answered.
+pub(super) async fn serve_connection<IO>(
+    io: IO,
+    services: Arc<Services>,
+    remote: SocketAddr,
+    watcher: Watcher,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let remote = service.connect.remote_addr;
+    let service = ConnService {
+        services,
+        // What tonic's server puts in each request; the audit log reads the
+        // remote address. The listener's address is not looked up: nothing
+        // reads it.
+        connect: TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(remote),
+        },
+    };
     let streams = Streams::default();
     let connection = builder(streams.clone()).serve_connection(TokioIo::new(io), service);
     if let Err(error) = drive(watcher.watch(connection), &streams).await {
-        tracing::debug!(%error, ?remote, "gRPC connection ended with an error");
+        tracing::debug!(%error, %remote, "gRPC connection ended with an error");
     }
 }
 

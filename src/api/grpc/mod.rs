@@ -17,8 +17,9 @@
 //!
 //! It does not bind sockets of its own choosing, parse configuration, or keep
 //! any state beyond the health reporter: [`serve`] is handed a bound listener,
-//! [`GrpcServer::serve`] the connections someone else accepted (the server
-//! runs one per I/O runtime).
+//! [`GrpcServer::serve_connection`] a connection someone else accepted (and
+//! whose TLS handshake they ran: the server's accept loop,
+//! `server::connections`, is shared with REST).
 
 mod audit_json;
 mod batch;
@@ -30,13 +31,13 @@ mod sys;
 mod transit;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tonic::metadata::MetadataMap;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::api::error::grpc_status;
@@ -124,69 +125,53 @@ fn services(
     Ok((routes, api, health))
 }
 
-/// Serves the gRPC services on `listener` until `shutdown` completes.
+/// Serves the gRPC services on `listener` until `shutdown` completes, then
+/// lets the open connections finish their calls.
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), std::io::Error> {
-    let (server, health) = GrpcServer::new(service, None).await?;
+    let (server, health) = GrpcServer::new(service).await?;
     let watch = tokio::spawn(health.run());
-    // Small unary replies must not wait for Nagle's algorithm.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = server.serve(incoming, shutdown).await;
+    crate::server::connections::serve(listener, None, shutdown, move |stream, remote, watcher| {
+        server.clone().serve_connection(stream, remote, watcher)
+    })
+    .await;
     watch.abort();
-    served
+    Ok(())
 }
 
 /// The gRPC services, ready to serve connections on any number of runtimes:
 /// each runtime serves its own connections with a clone (the services share
 /// the [`Service`] and the health status).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GrpcServer {
     services: Arc<conn::Services>,
-    tls: Option<TlsAcceptor>,
-}
-
-impl std::fmt::Debug for GrpcServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcServer")
-            .field("services", &self.services)
-            .field("tls", &self.tls.is_some())
-            .finish()
-    }
 }
 
 impl GrpcServer {
-    /// Builds the services, over TLS when `tls` is set (its ALPN should offer
-    /// `h2`: see [`TlsFiles::grpc_acceptor`](crate::tls::TlsFiles::grpc_acceptor)).
-    /// Run the returned [`HealthWatch`] beside the servers (once, on any
-    /// runtime).
-    pub async fn new(
-        service: Arc<Service>,
-        tls: Option<TlsAcceptor>,
-    ) -> Result<(Self, HealthWatch), std::io::Error> {
+    /// Builds the services. Run the returned [`HealthWatch`] beside the
+    /// servers (once, on any runtime).
+    pub async fn new(service: Arc<Service>) -> Result<(Self, HealthWatch), std::io::Error> {
         let (routes, transit, health) = services(service)?;
         health.refresh().await;
         let services = Arc::new(conn::Services {
             transit,
             routes: routes.prepare(),
         });
-        Ok((Self { services, tls }, health))
+        Ok((Self { services }, health))
     }
 
-    /// Serves the connections of `incoming` (TLS handshakes, when configured,
-    /// run on the calling runtime) until `shutdown` completes or `incoming`
-    /// ends, then lets the open connections finish their calls.
-    pub async fn serve<I>(
-        self,
-        incoming: I,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), std::io::Error>
+    /// Serves one accepted connection (plain TCP, or TLS whose ALPN picked
+    /// `h2`: see [`TlsFiles::grpc_acceptor`](crate::tls::TlsFiles::grpc_acceptor))
+    /// until the client closes it, or until `watcher` signals shutdown and
+    /// its calls in flight are answered.
+    pub async fn serve_connection<IO>(self, io: IO, remote: SocketAddr, watcher: Watcher)
     where
-        I: tokio_stream::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>>,
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        conn::serve(self.services, self.tls, incoming, shutdown).await
+        conn::serve_connection(io, self.services, remote, watcher).await;
     }
 }
 
