@@ -15,8 +15,6 @@
 //! This module owns that format: the writer (`device`) seals lines with it and
 //! the offline verifier (`verify`) checks them with it.
 
-use std::io::Write as _;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
@@ -80,7 +78,7 @@ impl ChainHead {
         let start = out.len();
         out.extend_from_slice(body.text.as_bytes());
         out.extend_from_slice(b",\"seq\":");
-        let _ = write!(out, "{}", self.next_seq);
+        out.extend_from_slice(itoa::Buffer::new().format(self.next_seq).as_bytes());
         out.extend_from_slice(b",\"prev_hash\":\"sha256:");
         let mut hex_hash = [0u8; 64];
         // 32 bytes always fit 64 hex digits.

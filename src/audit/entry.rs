@@ -154,8 +154,13 @@ pub fn rfc3339(secs: u64, nanos: u32) -> String {
         };
         out.push_str(&seconds.slots[slot].1);
         if nanos != 0 {
-            use std::fmt::Write as _;
-            let _ = write!(out, ".{nanos:09}");
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(nanos);
+            out.push('.');
+            for _ in digits.len()..9 {
+                out.push('0');
+            }
+            out.push_str(digits);
             while out.ends_with('0') {
                 out.pop();
             }

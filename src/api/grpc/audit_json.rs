@@ -312,7 +312,7 @@ impl Transcoder<'_> {
         {
             self.facts.key_versions.insert(version);
         }
-        let _ = write!(out, "{number}");
+        out.push_str(itoa::Buffer::new().format(number));
         Some(())
     }
 }
