@@ -9,6 +9,8 @@ use cipherd::api::grpc::MAX_MESSAGE_BYTES;
 use cipherd::api::grpc::pb::{self, transit_client::TransitClient};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
+
+use crate::transport::{Direct, Transport};
 use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
@@ -186,7 +188,7 @@ fn key_info(key: Option<pb::Key>) -> Result<KeyInfo> {
 /// over it) and the attempt and retry counters.
 #[derive(Clone)]
 pub struct Client {
-    transit: TransitClient<Channel>,
+    transit: TransitClient<Transport>,
     token: AsciiMetadataValue,
     mount: String,
     retry: RetryPolicy,
@@ -207,12 +209,28 @@ impl Client {
     /// Connects to `endpoint` (`http://host:port`, or `host:port`) and sends
     /// `token` as `x-vault-token` on every call. Uses the `transit` mount and
     /// the default [`RetryPolicy`].
+    ///
+    /// Plain `http://` endpoints get one HTTP/2 connection driven directly
+    /// (a unary call's frames leave in one write; it reconnects after a
+    /// failure); `https://` endpoints a tonic channel with the system's
+    /// roots. For other TLS settings or timeouts, build a channel and use
+    /// [`Client::from_channel`].
     pub async fn connect(endpoint: &str, token: impl Into<String>) -> Result<Self> {
         let uri = if endpoint.contains("://") {
             endpoint.to_owned()
         } else {
             format!("http://{endpoint}")
         };
+        let parsed: http::Uri = uri
+            .parse()
+            .map_err(|e| ClientError::InvalidArgument(format!("bad endpoint: {e}")))?;
+        if parsed.scheme() == Some(&http::uri::Scheme::HTTP) {
+            let authority = parsed.authority().cloned().ok_or_else(|| {
+                ClientError::InvalidArgument(format!("bad endpoint: no host in {uri:?}"))
+            })?;
+            let direct = Direct::connect(authority).await?;
+            return Self::from_transport(Transport::Direct(direct), token);
+        }
         let endpoint = Endpoint::from_shared(uri)
             .map_err(|e| ClientError::InvalidArgument(format!("bad endpoint: {e}")))?;
         let channel = endpoint.connect().await?;
@@ -235,13 +253,17 @@ impl Client {
     /// A client over an existing channel (TLS, timeouts or a lazy connection
     /// are configured on the channel).
     pub fn from_channel(channel: Channel, token: impl Into<String>) -> Result<Self> {
+        Self::from_transport(Transport::Channel(channel), token)
+    }
+
+    fn from_transport(transport: Transport, token: impl Into<String>) -> Result<Self> {
         let token = Zeroizing::new(token.into());
         let token: AsciiMetadataValue = MetadataValue::try_from(token.as_str())
             .map_err(|_| ClientError::InvalidArgument("the token is not valid metadata".into()))?;
         let mut token = token;
         token.set_sensitive(true);
         Ok(Self {
-            transit: TransitClient::new(channel)
+            transit: TransitClient::new(transport)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             token,
@@ -291,7 +313,7 @@ impl Client {
     }
 
     /// The generated client, for calls built by hand.
-    pub(crate) fn transit(&self) -> TransitClient<Channel> {
+    pub(crate) fn transit(&self) -> TransitClient<Transport> {
         self.transit.clone()
     }
 
@@ -299,7 +321,7 @@ impl Client {
     async fn call<M, T, F, Fut>(&self, retry: bool, message: M, rpc: F) -> Result<T>
     where
         M: Clone,
-        F: Fn(TransitClient<Channel>, Request<M>) -> Fut,
+        F: Fn(TransitClient<Transport>, Request<M>) -> Fut,
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
         let max_attempts = if retry {

@@ -57,7 +57,7 @@ impl ClientError {
 fn caused_by_transport(status: &Status) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
     while let Some(err) = source {
-        if err.is::<tonic::transport::Error>() {
+        if err.is::<tonic::transport::Error>() || err.is::<crate::transport::TransportError>() {
             return true;
         }
         source = err.source();

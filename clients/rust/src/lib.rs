@@ -55,6 +55,7 @@ mod bulk;
 mod client;
 mod envelope;
 mod error;
+mod transport;
 
 pub use batching::{BatchConfig, BatchingClient};
 pub use bulk::{BulkOptions, BulkStream, Ciphertext};

@@ -554,3 +554,129 @@ async fn connecting_to_nothing_is_a_transport_error() {
     let err = Client::connect(&addr.to_string(), ROOT).await.unwrap_err();
     assert!(matches!(err, ClientError::Transport(_)), "{err:?}");
 }
+
+/// A TCP relay in front of the server whose open connections the test can
+/// cut, as a network failure or a restarted proxy would.
+struct Relay {
+    addr: SocketAddr,
+    cut: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Relay {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let task = {
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                let mut relays = tokio::task::JoinSet::new();
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((mut client, _)) = accepted else { continue };
+                            relays.spawn(async move {
+                                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await
+                                else {
+                                    return;
+                                };
+                                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            });
+                        }
+                        () = cut.notified() => relays.abort_all(),
+                    }
+                }
+            })
+        };
+        Self { addr, cut, task }
+    }
+
+    /// Closes every connection relayed so far; new ones are still relayed.
+    fn cut(&self) {
+        self.cut.notify_one();
+    }
+}
+
+#[tokio::test]
+async fn a_broken_connection_fails_one_call_and_the_next_reconnects() {
+    let server = Server::start().await;
+    let relay = Relay::start(server.addr).await;
+    let client = Client::connect(&relay.addr.to_string(), ROOT)
+        .await
+        .expect("connect")
+        .with_retry(RetryPolicy::none());
+    client
+        .create_key("k", "aes256-gcm96")
+        .await
+        .expect("create");
+    let first = client.encrypt("k", b"before").await.expect("encrypt");
+
+    relay.cut();
+    // The call that finds the connection gone fails as a transport error,
+    // which the retry policy would retry...
+    let err = client.encrypt("k", b"during").await.unwrap_err();
+    assert!(matches!(err, ClientError::Transport(_)), "{err:?}");
+    assert!(err.is_retryable());
+    // ...and the next call is made on a new connection.
+    let plaintext = client.decrypt("k", &first).await.expect("decrypt");
+    assert_eq!(plaintext, b"before");
+
+    // With retries, the failure is not even seen.
+    let client = client.with_retry(RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+        jitter: false,
+    });
+    relay.cut();
+    let again = client.encrypt("k", b"after").await.expect("retried");
+    assert_eq!(
+        client.decrypt("k", &again).await.expect("decrypt"),
+        b"after"
+    );
+    assert!(client.retries() >= 1, "retries: {}", client.retries());
+}
+
+#[tokio::test]
+async fn a_client_over_a_tonic_channel_works_the_same() {
+    let server = Server::start().await;
+    let channel = tonic::transport::Endpoint::from_shared(server.endpoint())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("channel");
+    let client = Client::from_channel(channel, ROOT)
+        .expect("client")
+        .with_retry(RetryPolicy::none());
+    client
+        .create_key("k", "aes256-gcm96")
+        .await
+        .expect("create");
+    let ciphertext = client
+        .encrypt("k", b"over a channel")
+        .await
+        .expect("encrypt");
+    assert_eq!(
+        client.decrypt("k", &ciphertext).await.expect("decrypt"),
+        b"over a channel"
+    );
+    let err = Client::from_channel(
+        tonic::transport::Endpoint::from_shared(server.endpoint())
+            .expect("endpoint")
+            .connect_lazy(),
+        "wrong-token",
+    )
+    .expect("client")
+    .with_retry(RetryPolicy::none())
+    .encrypt("k", b"x")
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ClientError::PermissionDenied(_)), "{err:?}");
+}
