@@ -5,6 +5,10 @@
 //!   the `x-vault-token` metadata of every call. Calls that fail with
 //!   `UNAVAILABLE` (a sealed server) or a transport error are retried with
 //!   exponential backoff per [`RetryPolicy`] — all but `rotate_key`.
+//!   [`Client::connect`] drives one HTTP/2 connection itself for `http://`
+//!   endpoints (a unary call leaves in one write; a broken connection fails
+//!   the call as a retryable transport error and the next call reconnects);
+//!   [`Client::from_channel`] takes a tonic `Channel` for TLS and timeouts.
 //! - [`BatchingClient`]: concurrent single `encrypt`/`decrypt` calls queued
 //!   per key and sent as one `EncryptBatch`/`DecryptBatch` when
 //!   [`BatchConfig::max_items`] are waiting or after
