@@ -378,6 +378,23 @@ async fn records_rest_and_grpc_requests_without_secrets_and_verifies() {
         .expect("the gRPC batch is one entry pair");
     assert_eq!(grpc_batch["cipherd"]["transport"], "grpc");
     assert_eq!(grpc_batch["request"]["path"], "transit/encrypt/orders");
+    // A gRPC call's data is what the REST call it is checked as would
+    // show: the key is in the path, not hashed into the data.
+    let grpc_encrypt = responses
+        .iter()
+        .find(|e| {
+            e["request"]["path"] == "transit/encrypt/orders"
+                && e["cipherd"]["transport"] == "grpc"
+                && e["cipherd"]["items"].is_null()
+        })
+        .expect("the gRPC encrypt's response entry");
+    let data = grpc_encrypt["request"]["data"].as_object().unwrap();
+    assert_eq!(
+        data.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["plaintext"],
+        "{data:?}"
+    );
+    assert!(grpc_batch["request"]["data"].get("key").is_none());
     let denials: Vec<&&Value> = responses
         .iter()
         .filter(|e| e["auth"]["policy_results"]["allowed"] == false)

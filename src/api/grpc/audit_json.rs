@@ -37,8 +37,37 @@ static POOL: LazyLock<Option<DescriptorPool>> =
 /// nest two levels).
 const MAX_DEPTH: usize = 16;
 
+/// The fields of a request message that name the mount and the key: over
+/// REST they are parts of the path, not of the data, and the entry shows
+/// them in clear there (`request.path`, `cipherd.key`). Left out of the
+/// data, a gRPC call's entry shows the same data as the REST call it is
+/// checked as, instead of adding a hash of a name already written in clear.
+const ROUTE_FIELDS: [&str; 2] = ["mount", "key"];
+
 /// A gRPC message as audit data.
-pub(super) struct ProtoData<'a, M>(pub &'a M);
+pub(super) struct ProtoData<'a, M> {
+    message: &'a M,
+    /// Leave out the top-level [`ROUTE_FIELDS`] (strings) of a request.
+    omit_route: bool,
+}
+
+impl<'a, M> ProtoData<'a, M> {
+    /// A request message: its route fields are left out.
+    pub(super) fn request(message: &'a M) -> Self {
+        Self {
+            message,
+            omit_route: true,
+        }
+    }
+
+    /// A response message, written whole.
+    pub(super) fn response(message: &'a M) -> Self {
+        Self {
+            message,
+            omit_route: false,
+        }
+    }
+}
 
 impl<M: prost::Name + prost::Message> AuditData for ProtoData<'_, M> {
     fn write_protected(&self, hasher: &Hasher, out: &mut String, facts: Option<&mut DataFacts>) {
@@ -51,7 +80,7 @@ impl<M: prost::Name + prost::Message> AuditData for ProtoData<'_, M> {
             return;
         };
         // The encoding may hold plaintexts or data keys: wipe it after use.
-        let encoded = Zeroizing::new(self.0.encode_to_vec());
+        let encoded = Zeroizing::new(self.message.encode_to_vec());
         let start = out.len();
         let mut found = DataFacts::default();
         let mut writer = Transcoder {
@@ -59,6 +88,7 @@ impl<M: prost::Name + prost::Message> AuditData for ProtoData<'_, M> {
             out,
             facts: &mut found,
             scratch: Zeroizing::new(String::new()),
+            omit_route: self.omit_route,
         };
         if writer.message(&descriptor, &encoded, 0).is_some() {
             if let Some(facts) = facts {
@@ -70,10 +100,22 @@ impl<M: prost::Name + prost::Message> AuditData for ProtoData<'_, M> {
             return;
         }
         out.truncate(start);
-        match to_json(self.0) {
-            Some(json) => json.write_protected(hasher, out, facts),
+        match to_json(self.message) {
+            Some(mut json) => {
+                if self.omit_route {
+                    omit_route(&mut json);
+                }
+                json.write_protected(hasher, out, facts);
+            }
             None => out.push_str("{}"),
         }
+    }
+}
+
+/// Removes the top-level [`ROUTE_FIELDS`] (strings) from a message's JSON.
+fn omit_route(json: &mut Value) {
+    if let Some(fields) = json.as_object_mut() {
+        fields.retain(|name, value| !(value.is_string() && ROUTE_FIELDS.contains(&name.as_str())));
     }
 }
 
@@ -86,6 +128,8 @@ struct Transcoder<'a> {
     facts: &'a mut DataFacts,
     /// base64 of the bytes field being written (may be a plaintext).
     scratch: Zeroizing<String>,
+    /// Skip the top-level [`ROUTE_FIELDS`] (see [`ProtoData::request`]).
+    omit_route: bool,
 }
 
 /// What the transcoder needs of one message type, read once from its
@@ -157,6 +201,14 @@ impl Transcoder<'_> {
                 skip(wire_type, &mut buf)?;
                 continue;
             };
+            if depth == 0
+                && self.omit_route
+                && matches!(field.kind, Kind::String)
+                && ROUTE_FIELDS.contains(&field.name.as_str())
+            {
+                skip(wire_type, &mut buf)?;
+                continue;
+            }
             if field.map {
                 return None;
             }
@@ -405,6 +457,38 @@ mod tests {
     use crate::crypto::SecretBytes;
 
     #[test]
+    fn requests_leave_out_the_mount_and_key_as_rest_does() {
+        let hasher = Hasher::new(&SecretBytes::from_slice(b"salt"), false);
+        let message = pb::EncryptRequest {
+            mount: "transit".into(),
+            key: "orders".into(),
+            plaintext: b"hello".to_vec(),
+            ..Default::default()
+        };
+        let plaintext_only = serde_json::json!({"plaintext": hasher.hash_str("aGVsbG8=")});
+        let mut out = String::new();
+        ProtoData::request(&message).write_protected(&hasher, &mut out, None);
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), plaintext_only);
+        // prost-reflect's path (messages the transcoder does not handle).
+        let mut json = to_json(&message).unwrap();
+        omit_route(&mut json);
+        let mut out = String::new();
+        json.write_protected(&hasher, &mut out, None);
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), plaintext_only);
+        // A response is written whole, and only string fields are routes.
+        let mut out = String::new();
+        ProtoData::response(&message).write_protected(&hasher, &mut out, None);
+        let whole: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(whole["key"], hasher.hash_str("orders"));
+        let mut nested = serde_json::json!({"key": {"name": "k"}, "mount": 1});
+        omit_route(&mut nested);
+        assert_eq!(
+            nested,
+            serde_json::json!({"key": {"name": "k"}, "mount": 1})
+        );
+    }
+
+    #[test]
     fn renders_bytes_as_base64_with_proto_names() {
         let message = pb::EncryptRequest {
             key: "orders".into(),
@@ -425,7 +509,7 @@ mod tests {
     ) -> [(Value, DataFacts); 2] {
         let mut fast = String::new();
         let mut fast_facts = DataFacts::default();
-        ProtoData(message).write_protected(hasher, &mut fast, Some(&mut fast_facts));
+        ProtoData::response(message).write_protected(hasher, &mut fast, Some(&mut fast_facts));
         let mut slow = String::new();
         let mut slow_facts = DataFacts::default();
         to_json(message).expect("descriptor").write_protected(

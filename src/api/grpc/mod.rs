@@ -222,7 +222,7 @@ fn audit_frame<Req: prost::Name + prost::Message>(
             remote,
             transport: Transport::Grpc.name(),
         },
-        Some(&audit_json::ProtoData(message)),
+        Some(&audit_json::ProtoData::request(message)),
     )
 }
 
@@ -236,7 +236,7 @@ async fn audit_finish<Resp: prost::Name + prost::Message>(
     let Some(frame) = frame else {
         return result;
     };
-    let data = result.as_ref().ok().map(audit_json::ProtoData);
+    let data = result.as_ref().ok().map(audit_json::ProtoData::response);
     let written = service
         .audit_finish(&frame, response_view(&result, data.as_ref()))
         .await;
@@ -252,7 +252,7 @@ fn audit_finish_blocking<Resp: prost::Name + prost::Message>(
     let Some(frame) = frame else {
         return result;
     };
-    let data = result.as_ref().ok().map(audit_json::ProtoData);
+    let data = result.as_ref().ok().map(audit_json::ProtoData::response);
     let written = service.audit_finish_blocking(frame, response_view(&result, data.as_ref()));
     fail_closed(result, written)
 }
