@@ -41,7 +41,7 @@ use super::chain::{
 use super::entry::{RenderOptions, now_rfc3339};
 use super::error::AuditError;
 use super::hasher::{Hasher, IdentityCache};
-use super::syncer::Syncer;
+use super::syncer::{Syncer, drop_cached_pages};
 use crate::crypto::SecretBytes;
 
 /// Most entries written in one group commit.
@@ -817,6 +817,15 @@ impl Writer {
             }
             if in_background {
                 self.sync_in_background();
+            } else if sync_here && checkpoint {
+                // Synced here (`fsync=always`, or after a failed background
+                // sync): give the synced pages back once per checkpoint, as
+                // the sync thread does after each of its syncs.
+                if let Sink::File(sink) = &self.output
+                    && let Some(file) = &sink.file
+                {
+                    drop_cached_pages(file, &self.device);
+                }
             }
             if checkpoint {
                 self.last_checkpoint = Instant::now();

@@ -30,7 +30,7 @@ use std::sync::mpsc::{self, Sender};
 /// into new page-cache pages then took 17% of the audited server's time.
 /// Pages dropped here go back to the guest's free lists and are reused for
 /// the next second's entries while still backed.
-fn drop_cached_pages(file: &File, device: &str) {
+pub fn drop_cached_pages(file: &File, device: &str) {
     if let Err(error) = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed) {
         tracing::debug!(%device, %error, "dropping the audit file's cached pages failed");
     }
