@@ -80,6 +80,11 @@ pub struct DeviceSettings {
     pub checkpoint_interval: Duration,
     /// Rotate the file once it is this large (0 = never).
     pub rotate_bytes: u64,
+    /// Leave the log's synced pages in the page cache (by default they are
+    /// dropped after each checkpoint's sync: see
+    /// [`drop_cached_pages`](super::syncer::drop_cached_pages)). For a log
+    /// shipper that reads the file more than a second behind.
+    pub keep_page_cache: bool,
 }
 
 /// Where a device writes.
@@ -94,7 +99,8 @@ pub enum Target {
 impl DeviceSettings {
     /// Parses Vault-style device options (`file_path`, `mode`, `log_raw`,
     /// `hmac_accessor`) and cipherd's (`fsync`, `batch_window`,
-    /// `checkpoint_interval`, `rotate_bytes`). `kind` is `file` or `stdout`.
+    /// `checkpoint_interval`, `rotate_bytes`, `keep_page_cache`). `kind` is
+    /// `file` or `stdout`.
     pub fn parse(kind: &str, options: &BTreeMap<String, String>) -> Result<Self, AuditError> {
         let target = match kind {
             "file" => match options.get("file_path").map(String::as_str) {
@@ -169,6 +175,7 @@ impl DeviceSettings {
                     .parse()
                     .map_err(|_| AuditError::invalid("rotate_bytes must be a byte count"))?,
             },
+            keep_page_cache: bool_option(options, "keep_page_cache", false)?,
         })
     }
 }
@@ -295,7 +302,7 @@ impl Device {
         let (queue, inbox) = mpsc::channel();
         let syncer = match (&output.sink, settings.fsync) {
             (Sink::File(_), FsyncPolicy::Checkpoint) => Some(
-                Syncer::start(path)
+                Syncer::start(path, !settings.keep_page_cache)
                     .map_err(|e| AuditError::io("start the audit sync thread", &e))?,
             ),
             _ => None,
@@ -817,7 +824,7 @@ impl Writer {
             }
             if in_background {
                 self.sync_in_background();
-            } else if sync_here && checkpoint {
+            } else if sync_here && checkpoint && !self.settings.keep_page_cache {
                 // Synced here (`fsync=always`, or after a failed background
                 // sync): give the synced pages back once per checkpoint, as
                 // the sync thread does after each of its syncs.
@@ -953,19 +960,21 @@ mod tests {
                 ("fsync", "always"),
                 ("batch_window", "200us"),
                 ("rotate_bytes", "1000"),
+                ("keep_page_cache", "true"),
             ]),
         )
         .unwrap();
+        assert!(settings.keep_page_cache);
         assert_eq!(settings.target, Target::File("/tmp/a.log".into()));
         assert_eq!(settings.mode, 0o640);
         assert_eq!(settings.fsync, FsyncPolicy::Always);
         assert_eq!(settings.batch_window, Duration::from_micros(200));
         assert_eq!(settings.rotate_bytes, 1000);
-        assert_eq!(
-            DeviceSettings::parse("file", &options(&[("file_path", "stdout")]))
-                .unwrap()
-                .target,
-            Target::Stdout
+        let stdout = DeviceSettings::parse("file", &options(&[("file_path", "stdout")])).unwrap();
+        assert_eq!(stdout.target, Target::Stdout);
+        assert!(
+            !stdout.keep_page_cache,
+            "synced pages are dropped by default"
         );
         for bad in [
             options(&[]),
@@ -975,6 +984,7 @@ mod tests {
             options(&[("file_path", "/tmp/a"), ("fsync", "sometimes")]),
             options(&[("file_path", "/tmp/a"), ("checkpoint_interval", "5s")]),
             options(&[("file_path", "/tmp/a"), ("log_raw", "yes")]),
+            options(&[("file_path", "/tmp/a"), ("keep_page_cache", "maybe")]),
         ] {
             assert!(DeviceSettings::parse("file", &bad).is_err(), "{bad:?}");
         }

@@ -8,7 +8,9 @@
 //! of the file descriptor to this thread and carries on appending.
 //!
 //! Once synced, the file's pages are dropped from the page cache
-//! ([`drop_cached_pages`]): nothing reads them again.
+//! ([`drop_cached_pages`]): the server never reads them again (the device
+//! option `keep_page_cache=true` leaves them, for a log shipper that reads
+//! the file more than a second behind).
 //!
 //! A failed sync cannot fail requests already answered; it is logged and
 //! flagged, and the writer's next commit syncs on the request path instead
@@ -52,8 +54,9 @@ impl std::fmt::Debug for Syncer {
 }
 
 impl Syncer {
-    /// Starts the thread for the device named `device`.
-    pub fn start(device: &str) -> std::io::Result<Self> {
+    /// Starts the thread for the device named `device`; `drop_pages`: drop
+    /// the file's pages from the page cache after each sync.
+    pub fn start(device: &str, drop_pages: bool) -> std::io::Result<Self> {
         let (queue, inbox) = mpsc::channel::<File>();
         let failed = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -71,7 +74,7 @@ impl Syncer {
                         if let Err(error) = file.sync_data() {
                             tracing::error!(%device, %error, "audit file sync failed; the next entries are synced before they are acknowledged");
                             failed.store(true, Ordering::Release);
-                        } else {
+                        } else if drop_pages {
                             drop_cached_pages(&file, &device);
                         }
                     }
@@ -128,7 +131,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let file = File::create(&path).unwrap();
-        let syncer = Syncer::start("file/").unwrap();
+        let syncer = Syncer::start("file/", true).unwrap();
         syncer.request(file.try_clone().unwrap());
         syncer.request(file);
         let failed = syncer.failed.clone();
@@ -144,7 +147,7 @@ mod tests {
         // fdatasync on a pipe fails (EINVAL), as a sync of a broken disk would.
         let (_reader, writer) = std::io::pipe().unwrap();
         let pipe = File::from(std::os::fd::OwnedFd::from(writer));
-        let syncer = Syncer::start("file/").unwrap();
+        let syncer = Syncer::start("file/", true).unwrap();
         syncer.request(pipe);
         // Dropping joins the thread, so the request has been handled.
         let failed = syncer.failed.clone();
@@ -153,7 +156,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let file = File::create(dir.path().join("log")).unwrap();
-        let syncer = Syncer::start("file/").unwrap();
+        let syncer = Syncer::start("file/", true).unwrap();
         syncer.request(file);
         let failed = syncer.failed.clone();
         drop(syncer);
@@ -162,7 +165,7 @@ mod tests {
 
     #[test]
     fn failure_flag_clears_on_recovery() {
-        let syncer = Syncer::start("file/").unwrap();
+        let syncer = Syncer::start("file/", true).unwrap();
         assert!(!syncer.has_failed());
         syncer.request_failed();
         assert!(syncer.has_failed());
