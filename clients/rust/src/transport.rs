@@ -230,31 +230,29 @@ impl Direct {
                 return Err(unavailable("sending the request", error));
             }
         };
+        // A failure of the connection (not just of this call's stream)
+        // also makes the next call connect again.
+        let failed = |error: h2::Error| {
+            if error.is_io() || error.is_go_away() {
+                self.forget(&sender);
+            }
+            stream_error(&error)
+        };
         if !ends_here {
             if ready.ended {
                 // Queued now, so HEADERS and DATA leave in one write. h2
                 // holds data beyond the peer's window until it opens.
-                send_ready(&mut stream, ready).map_err(|error| stream_error(&error))?;
+                send_ready(&mut stream, ready).map_err(failed)?;
             } else {
                 // A streaming request: the rest follows from a task of its
                 // own, at the pace the peer's window allows.
                 for data in ready.data {
-                    stream
-                        .send_data(data, false)
-                        .map_err(|error| stream_error(&error))?;
+                    stream.send_data(data, false).map_err(failed)?;
                 }
                 tokio::spawn(pump(body, stream));
             }
         }
-        let response = match response.await {
-            Ok(response) => response,
-            Err(error) => {
-                if error.is_io() || error.is_go_away() {
-                    self.forget(&sender);
-                }
-                return Err(stream_error(&error));
-            }
-        };
+        let response = response.await.map_err(failed)?;
         Ok(response.map(|recv| Body::new(ResponseBody::new(recv))))
     }
 }
@@ -396,19 +394,48 @@ impl http_body::Body for ResponseBody {
 }
 
 /// The status a call fails with when its stream or connection fails: a
-/// broken connection is a transport failure (`UNAVAILABLE`, retryable); a
-/// stream the server reset maps as the gRPC HTTP/2 spec says (what tonic's
-/// own transport does).
+/// broken connection, or a stream the server refused before reading it, is
+/// a transport failure (`UNAVAILABLE`, retryable, not to be mistaken for a
+/// sealed server); another reset maps as the gRPC HTTP/2 spec says (what
+/// tonic's own transport does).
 fn stream_error(error: &h2::Error) -> Status {
     if error.is_io() || error.is_go_away() {
         return unavailable("connection broken", error);
     }
     let code = match error.reason() {
-        Some(h2::Reason::REFUSED_STREAM) => Code::Unavailable,
+        Some(h2::Reason::REFUSED_STREAM) => return unavailable("stream refused", error),
         Some(h2::Reason::CANCEL) => Code::Cancelled,
         Some(h2::Reason::ENHANCE_YOUR_CALM) => Code::ResourceExhausted,
         Some(h2::Reason::INADEQUATE_SECURITY) => Code::PermissionDenied,
         _ => Code::Internal,
     };
     Status::new(code, format!("HTTP/2 stream: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClientError;
+
+    #[test]
+    fn a_refused_stream_is_a_transport_failure_and_resets_map_as_in_tonic() {
+        // (A broken connection is covered end to end in tests/client.rs.)
+        let status = stream_error(&h2::Error::from(h2::Reason::REFUSED_STREAM));
+        assert_eq!(status.code(), Code::Unavailable);
+        let error = ClientError::from(status);
+        assert!(matches!(error, ClientError::Transport(_)), "{error:?}");
+        assert!(error.is_retryable());
+        for (reason, code) in [
+            (h2::Reason::CANCEL, Code::Cancelled),
+            (h2::Reason::ENHANCE_YOUR_CALM, Code::ResourceExhausted),
+            (h2::Reason::INADEQUATE_SECURITY, Code::PermissionDenied),
+            (h2::Reason::PROTOCOL_ERROR, Code::Internal),
+        ] {
+            assert_eq!(
+                stream_error(&h2::Error::from(reason)).code(),
+                code,
+                "{reason:?}"
+            );
+        }
+    }
 }
