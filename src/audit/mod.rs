@@ -370,7 +370,7 @@ impl AuditLog {
                 .iter()
                 .map(|target| {
                     response.data.map(|data| {
-                        let mut text = String::new();
+                        let mut text = String::with_capacity(256);
                         data.write_protected(&target.device.hasher, &mut text, facts.take());
                         text
                     })
@@ -513,7 +513,7 @@ impl Frame {
             .map(|device| FrameDevice {
                 device: device.clone(),
                 data: data.map(|data| {
-                    let mut text = String::new();
+                    let mut text = String::with_capacity(256);
                     data.write_protected(&device.hasher, &mut text, facts.take());
                     text
                 }),
