@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
 
 use super::chain::{
@@ -373,6 +373,16 @@ impl Device {
                 // all, one `write` and one lock hand-over for many requests.
                 tokio::task::yield_now().await;
             }
+            for _ in 0..WRITER_BUSY_YIELDS {
+                if let Some(writer) = self.writer.try_lock() {
+                    return self.append_locked(writer, ticket);
+                }
+                // The other core holds the writer, for one `write` most of
+                // the time. Serve this runtime's other requests meanwhile
+                // instead of parking its thread on the lock: a futex sleep
+                // and wake-up costs more than the write on this VM.
+                tokio::task::yield_now().await;
+            }
             return self.append_through(ticket);
         }
         let (answer, heard) = tokio::sync::oneshot::channel();
@@ -395,7 +405,11 @@ impl Device {
     /// everything queued up to `ticket` in one append; whether `ticket`'s
     /// entries were written.
     fn append_through(&self, ticket: u64) -> bool {
-        let mut writer = self.writer.lock();
+        self.append_locked(self.writer.lock(), ticket)
+    }
+
+    /// [`Device::append_through`] with the writer's lock already held.
+    fn append_locked(&self, mut writer: MutexGuard<'_, Writer>, ticket: u64) -> bool {
         if writer.appended_through < ticket {
             let (batch, through) = self.appends.lock().take();
             // A stopped device has written its final checkpoint: nothing may follow.
@@ -645,6 +659,11 @@ struct Appends {
 /// with this yield against 30.4 µs without it (BENCHMARKS.md, "Audit on vs
 /// off"). A device that is not busy writes at once, adding no latency.
 const BUSY_GAP: Duration = Duration::from_micros(50);
+
+/// How many times a request finds the writer held by the other core and
+/// yields before it waits on the lock (a write takes a few µs; a rotation or
+/// a failing disk can take much longer).
+const WRITER_BUSY_YIELDS: usize = 16;
 
 impl Appends {
     /// Queues `bodies`; returns their ticket, and whether the device is busy.
