@@ -147,6 +147,9 @@ struct FieldLayout {
     kind: Kind,
     list: bool,
     map: bool,
+    /// One of the [`ROUTE_FIELDS`] (a string): left out of a request's data
+    /// at the top level.
+    route: bool,
 }
 
 /// Layouts by message name, built on first use.
@@ -169,6 +172,8 @@ fn layout(descriptor: &MessageDescriptor) -> Arc<Layout> {
                     kind: field.kind(),
                     list: field.is_list(),
                     map: field.is_map(),
+                    route: matches!(field.kind(), Kind::String)
+                        && ROUTE_FIELDS.contains(&field.name()),
                 }
             })
             .collect(),
@@ -201,11 +206,7 @@ impl Transcoder<'_> {
                 skip(wire_type, &mut buf)?;
                 continue;
             };
-            if depth == 0
-                && self.omit_route
-                && matches!(field.kind, Kind::String)
-                && ROUTE_FIELDS.contains(&field.name.as_str())
-            {
+            if field.route && depth == 0 && self.omit_route {
                 skip(wire_type, &mut buf)?;
                 continue;
             }
