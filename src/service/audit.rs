@@ -93,8 +93,9 @@ impl Service {
     }
 
     /// [`Service::audit_finish`] for a thread that may block: the blocking
-    /// pool, where a large batch's entries are rendered and hashed off the
-    /// connection's runtime.
+    /// pool. A large batch's entries (two HMACs and a few hundred bytes of
+    /// chain per item) are rendered and hashed there, where the batch ran,
+    /// instead of on the connection's one runtime.
     pub fn audit_finish_blocking(
         &self,
         frame: &Frame,

@@ -344,10 +344,9 @@ where
     Req: prost::Name + prost::Message + Send + 'static,
     Resp: prost::Name + prost::Message + Send + 'static,
 {
-    // The whole call, auditing included, runs on the blocking pool: a batch's
-    // entries (two HMACs and a few hundred bytes of chain per item) would
-    // otherwise be rendered and hashed on the connection's one runtime, and
-    // every batch of a connection would queue there.
+    // The whole call, auditing included, runs on the blocking pool (see
+    // `Service::audit_finish_blocking`), and every batch of a connection
+    // would otherwise queue on its one runtime.
     let service = service.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let frame = audit_frame(&service, token.as_deref(), remote, &message);
@@ -355,7 +354,15 @@ where
             token: token.as_deref(),
             audit: frame.as_deref(),
         };
-        let result = handler(&service, caller, message);
+        // A handler that panicked still gets its response entry, as an
+        // internal error: the frame must not be dropped unrecorded.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler(&service, caller, message)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!("gRPC handler panicked");
+            Err(Status::internal("internal error"))
+        });
         audit_finish_blocking(&service, frame.as_deref(), result)
     })
     .await;

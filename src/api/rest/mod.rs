@@ -216,15 +216,18 @@ async fn handle(
         Err(reply) => return reply.into_response(),
     };
     let remote = remote.map(|Extension(ConnectInfo(address))| address.0);
-    if is_audited(&request.path) && is_transit(&request.path) && transit::is_heavy(&request) {
-        // A large batch is audited where it runs, on the blocking pool: its
-        // entries (two HMACs and a few hundred bytes of chain per item) would
-        // otherwise be rendered and hashed on the connection's one runtime.
-        return tokio::task::spawn_blocking(move || audited_on_pool(&state, request, remote))
-            .await
-            .unwrap_or_else(|_| Reply::internal("internal error").into_response());
+    let audited = is_audited(&request.path);
+    if is_transit(&request.path) && transit::is_heavy(&request) {
+        // Key generation (RSA above all), BYOK unwrapping and large batches
+        // take milliseconds to seconds: they run on the blocking pool, and are
+        // audited there too (see `Service::audit_finish_blocking`).
+        return tokio::task::spawn_blocking(move || {
+            transit_on_pool(&state, request, remote, audited)
+        })
+        .await
+        .unwrap_or_else(|_| Reply::internal("internal error").into_response());
     }
-    let frame = if is_audited(&request.path) {
+    let frame = if audited {
         open_frame(&state, &request, remote)
     } else {
         None
@@ -242,17 +245,32 @@ async fn handle(
     released(reply, &frame, written)
 }
 
-/// A heavy transit request, audited and run on a blocking-pool thread.
-fn audited_on_pool(
+/// A heavy transit request, run (and audited, when `audited`) on a
+/// blocking-pool thread.
+fn transit_on_pool(
     state: &RestState,
     mut request: Request,
     remote: Option<std::net::SocketAddr>,
+    audited: bool,
 ) -> Response {
-    let Some(frame) = open_frame(state, &request, remote) else {
+    let frame = if audited {
+        open_frame(state, &request, remote)
+    } else {
+        None
+    };
+    let Some(frame) = frame else {
         return transit::respond(state, &request).into_response();
     };
     request.audit = Some(frame.clone());
-    let reply = transit::respond(state, &request);
+    // A handler that panicked still gets its response entry, as an internal
+    // error: the frame must not be dropped unrecorded.
+    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        transit::respond(state, &request)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!("REST transit handler panicked");
+        Reply::internal("internal error")
+    });
     let mut token_reply = None;
     let written = state
         .service
@@ -361,7 +379,8 @@ impl Operation {
 /// Routes a decoded request to its handler.
 async fn dispatch(state: RestState, request: Request) -> Reply {
     if is_transit(&request.path) {
-        return transit::handle(&state, request).await;
+        // Heavy requests went to the blocking pool in `handle`.
+        return transit::respond(&state, &request);
     }
     if request.path.starts_with("auth/token/") {
         return token::handle(&state, request).await;

@@ -45,18 +45,6 @@ const BLOCKING_BATCH_LEN: usize = crate::engine::PARALLEL_BATCH_THRESHOLD;
 /// so they leave the worker threads much sooner.
 const BLOCKING_SIGN_BATCH_LEN: usize = 4;
 
-pub(super) async fn handle(state: &RestState, request: Request) -> Reply {
-    if is_heavy(&request) {
-        // Key generation (RSA above all), BYOK unwrapping and large batches take
-        // milliseconds to seconds: keep them off the async workers.
-        let state = state.clone();
-        return tokio::task::spawn_blocking(move || respond(&state, &request))
-            .await
-            .unwrap_or_else(|_| Reply::internal("internal error"));
-    }
-    respond(state, &request)
-}
-
 /// A cheap look at the request (no routing) for work that may block for long.
 /// A false positive only costs a hop to the blocking pool.
 pub(super) fn is_heavy(request: &Request) -> bool {
