@@ -395,6 +395,14 @@ async fn records_rest_and_grpc_requests_without_secrets_and_verifies() {
         "{data:?}"
     );
     assert!(grpc_batch["request"]["data"].get("key").is_none());
+    // The client address reaches gRPC entries too (the connection puts it
+    // in each request, as tonic's server did).
+    assert_eq!(grpc_encrypt["request"]["remote_address"], "127.0.0.1");
+    assert!(
+        grpc_encrypt["request"]["remote_port"]
+            .as_u64()
+            .is_some_and(|port| port > 0)
+    );
     let denials: Vec<&&Value> = responses
         .iter()
         .filter(|e| e["auth"]["policy_results"]["allowed"] == false)

@@ -58,8 +58,8 @@ pub(super) struct Services {
 
 /// hyper's HTTP/2 server with the settings tonic's `Server::builder()` gives
 /// it (`serve_internal`). Only two of them differ from hyper's defaults: no
-/// limit on concurrent streams (hyper: 200) or on locally reset streams
-/// (hyper: 1024). Window sizes, frame size and keep-alive (no pings) are
+/// limit on concurrent streams or on locally reset streams (hyper has a
+/// default limit for each). Window sizes, frame size and keep-alive (no pings) are
 /// hyper's defaults in both.
 fn builder(streams: Streams) -> http2::Builder<Streams> {
     let mut builder = http2::Builder::new(streams);
@@ -244,7 +244,9 @@ impl Future for ResponseFuture {
 /// The client's deadline from `grpc-timeout` (at most 8 digits and a unit);
 /// like tonic, a malformed value means no deadline.
 fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    // A constant name: a `&str` key is parsed and checked on every lookup.
+    const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
     let split = value.len().checked_sub(1)?;
     let (amount, unit) = value.split_at_checked(split)?;
     if amount.len() > 8 {
@@ -302,7 +304,11 @@ mod tests {
                 }
             }
         });
-        drive(connection, &streams).await;
+        // A `drive` that stopped polling would leave this pending for ever:
+        // a bounded wait turns that into a failure.
+        tokio::time::timeout(Duration::from_secs(10), drive(connection, &streams))
+            .await
+            .expect("drive polls the connection again without a wake-up");
         assert_eq!(polls, 2, "polled again without a wake-up");
         release
             .send(())

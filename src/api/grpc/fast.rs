@@ -130,8 +130,10 @@ where
 /// No `grpc-encoding`, or `identity`: the only request encoding the server
 /// accepts (it enables no compression).
 pub(super) fn identity_encoding(headers: &HeaderMap) -> bool {
+    // A constant name: a `&str` key is parsed and checked on every lookup.
+    const GRPC_ENCODING: http::HeaderName = http::HeaderName::from_static("grpc-encoding");
     headers
-        .get("grpc-encoding")
+        .get(GRPC_ENCODING)
         .is_none_or(|encoding| encoding.as_bytes() == b"identity")
 }
 
